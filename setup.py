@@ -1,0 +1,20 @@
+"""Installs the img2lidar plugin package (``projects.img2lidar``) in editable or normal mode.
+
+The heavy dependencies (torch, mmcv with ops, spconv) need a controlled install order and are
+installed by ``tools/setup_env.sh``; see README.md.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name='img2lidar',
+    version='0.1.0',
+    description='Self-supervised image-to-lidar distillation (SLidR, ST-SLidR, relational) '
+    'as an MMDetection3D plugin',
+    packages=find_packages(include=['projects', 'projects.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0', 'mmdet3d==1.4.0',
+        'nuscenes-devkit==1.2.0', 'numpy<2'
+    ],
+    license='Apache-2.0',
+)

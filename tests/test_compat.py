@@ -1,0 +1,175 @@
+"""Tests of projects/img2lidar/compat.py: each fails without its fix."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from projects.img2lidar import compat
+
+spconv = pytest.importorskip('spconv.pytorch')
+
+
+@pytest.fixture
+def many_threads():
+    """spconv's CPU scatter raced with more than one thread: test with several."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(old)
+
+
+def _random_sparse(batch=2, shape=(10, 12, 9), sites=250, channels=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = []
+    for b in range(batch):
+        flat = torch.randperm(int(np.prod(shape)), generator=g)[:sites]
+        zyx = torch.stack(torch.unravel_index(flat, shape), dim=1)
+        idx.append(torch.cat([torch.full((sites, 1), b), zyx], dim=1))
+    indices = torch.cat(idx).int()
+    feats = torch.randn(indices.shape[0], channels, generator=g, dtype=torch.float64)
+    return indices, feats, list(shape)
+
+
+def _dense(indices, feats, shape, batch):
+    out = feats.new_zeros(batch, feats.shape[1], *shape)
+    i = indices.long()
+    out[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]] = feats
+    return out
+
+
+def _at(dense, indices):
+    i = indices.long()
+    return dense[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]]
+
+
+def _torch_weight(w):
+    """spconv 2 KRSC weight (out, kD, kH, kW, in) -> conv3d weight (out, in, kD, kH, kW)."""
+    return w.permute(0, 4, 1, 2, 3)
+
+
+@pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
+def test_submanifold_conv_matches_dense(many_threads, kernel):
+    indices, feats, shape = _random_sparse()
+    conv = spconv.SubMConv3d(5, 7, kernel, padding=tuple(k // 2 for k in kernel), bias=True,
+                             indice_key='k').double()
+    feats.requires_grad_(True)
+    x = spconv.SparseConvTensor(feats, indices, shape, 2)
+    out = conv(x)
+    assert torch.equal(out.indices, indices)
+    w = conv.weight.detach().clone().requires_grad_(True)
+    b = conv.bias.detach().clone().requires_grad_(True)
+    dense_in = _dense(indices, feats, shape, 2)
+    ref = _at(F.conv3d(dense_in, _torch_weight(w), b, padding=tuple(k // 2 for k in kernel)),
+              indices)
+    torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=0)
+    # backward: same gradients for input features and weights
+    probe = torch.randn_like(ref)
+    g_sparse = torch.autograd.grad((out.features * probe).sum(), [feats, conv.weight, conv.bias])
+    g_dense = torch.autograd.grad((ref * probe).sum(), [feats, w, b])
+    for a, r in zip(g_sparse, g_dense):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
+
+
+def test_strided_and_inverse_conv_match_dense(many_threads):
+    indices, feats, shape = _random_sparse(shape=(10, 12, 8))
+    down = spconv.SparseConv3d(5, 6, 2, stride=2, bias=False, indice_key='d').double()
+    up = spconv.SparseInverseConv3d(6, 4, 2, indice_key='d', bias=False).double()
+    feats.requires_grad_(True)
+    x = spconv.SparseConvTensor(feats, indices, shape, 2)
+    y = down(x)
+    z = up(y)
+    wd = down.weight.detach().clone().requires_grad_(True)
+    wu = up.weight.detach().clone().requires_grad_(True)
+    dense_in = _dense(indices, feats, shape, 2)
+    dense_y = F.conv3d(dense_in, _torch_weight(wd), stride=2)
+    torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=0)
+    # inverse conv = transposed conv read at the input sites of the strided conv
+    dense_z = F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2)
+    assert torch.equal(z.indices, indices)
+    ref = _at(dense_z, indices)
+    torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=0)
+    probe = torch.randn_like(ref)
+    g_sparse = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
+    g_dense = torch.autograd.grad((ref * probe).sum(), [feats, wd, wu])
+    for a, r in zip(g_sparse, g_dense):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
+
+
+def test_eval_mode_conv_with_bias_runs_on_cpu():
+    indices, feats, shape = _random_sparse(channels=3)
+    conv = spconv.SubMConv3d(3, 4, 3, padding=1, bias=True, indice_key='e').double().eval()
+    out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
+    ref = _at(F.conv3d(_dense(indices, feats, shape, 2), _torch_weight(conv.weight), conv.bias,
+                       padding=1), indices)
+    torch.testing.assert_close(out.features, ref.detach(), atol=1e-4, rtol=0)
+
+
+def _scatter_loop(feats, coors, reduce):
+    """Reference: a Python loop over the voxels, mmcv's semantics."""
+    keep = (coors >= 0).all(1)
+    uniq = sorted({tuple(c) for c in coors[keep].tolist()})
+    rows = []
+    for c in uniq:
+        m = keep & (coors == torch.tensor(c, dtype=coors.dtype)).all(1)
+        f = feats[m]
+        rows.append({'max': f.max(0).values, 'sum': f.sum(0), 'mean': f.mean(0)}[reduce])
+    return torch.stack(rows), torch.tensor(uniq, dtype=coors.dtype)
+
+
+@pytest.mark.parametrize('reduce', ['max', 'sum', 'mean'])
+def test_dynamic_scatter_matches_loop(reduce):
+    from mmcv.ops import dynamic_scatter
+    g = torch.Generator().manual_seed(1)
+    coors = torch.randint(0, 4, (300, 3), generator=g).int()
+    coors[::17, 1] = -1  # points outside the grid belong to no voxel
+    feats = torch.randn(300, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    out, out_coors = dynamic_scatter(feats, coors, reduce)
+    ref, ref_coors = _scatter_loop(feats, coors, reduce)
+    assert torch.equal(out_coors, ref_coors)
+    torch.testing.assert_close(out, ref)
+    probe = torch.randn_like(ref)
+    (g_out, ) = torch.autograd.grad((out * probe).sum(), feats)
+    (g_ref, ) = torch.autograd.grad((ref * probe).sum(), feats)
+    torch.testing.assert_close(g_out, g_ref)
+
+
+def test_mmdet3d_dynamic_scatter_3d_returns_point_map():
+    from mmdet3d.models.data_preprocessors.voxelize import dynamic_scatter_3d
+    coors = torch.tensor([[2, 0, 1], [0, 0, 0], [2, 0, 1], [1, 1, 1]], dtype=torch.int32)
+    feats = torch.tensor([[1.], [2.], [3.], [4.]])
+    out, out_coors, p2v = dynamic_scatter_3d(feats, coors, 'mean', True)
+    assert out_coors.tolist() == [[0, 0, 0], [1, 1, 1], [2, 0, 1]]
+    assert out.flatten().tolist() == [2., 4., 2.]
+    assert p2v.tolist() == [2, 0, 2, 1]
+
+
+def test_cylinder3d_uses_spconv2_with_distinct_subm_keys():
+    from mmdet3d.models.backbones import cylinder3d
+    block = cylinder3d.AsymmResBlock(4, 4, norm_cfg=dict(type='BN1d'), indice_key='r')
+    keys = {block.conv0_0.indice_key, block.conv0_1.indice_key}
+    assert keys == {'rbef_k1x3x3', 'rbef_k3x1x3'}
+    assert isinstance(block.conv0_0, spconv.SubMConv3d)
+
+
+def test_patches_are_idempotent():
+    from spconv.pytorch import functional as Fsp
+    before = Fsp.indice_subm_conv
+    compat.apply_all()
+    assert Fsp.indice_subm_conv is before
+
+
+def test_submanifold_forward_has_no_thread_race(many_threads):
+    """Without the fix, spconv's CPU scatter returned wrong rows (errors ~0.4-0.7) in about
+    half of these runs with 4 threads."""
+    errors = []
+    for seed in range(5):
+        indices, feats, shape = _random_sparse(sites=2000, shape=(20, 20, 20), channels=32,
+                                               seed=seed)
+        feats = feats.float()
+        conv = spconv.SubMConv3d(32, 32, 3, padding=1, bias=False, indice_key='k')
+        with torch.no_grad():
+            out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
+            ref = _at(F.conv3d(_dense(indices, feats, shape, 2), _torch_weight(conv.weight),
+                               padding=1), indices)
+        errors.append((out.features - ref).abs().max().item())
+    assert max(errors) < 1e-4, errors
