@@ -1,0 +1,52 @@
+"""Loading a lidar sweep with checks that name the file."""
+import os
+from typing import List, Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+from ..bad_sample import BadSampleError
+
+
+@TRANSFORMS.register_module()
+class LoadLidarPoints(BaseTransform):
+    """Load a binary float32 sweep (``.bin`` / ``.pcd.bin``).
+
+    Required keys: ``lidar_path``. Added keys: ``points`` (N, len(use_dim)) float32.
+
+    Args:
+        load_dim (int): Floats per point in the file (nuScenes 5: x, y, z, intensity, ring;
+            KITTI 4). Defaults to 5.
+        use_dim (list[int], optional): Columns to keep; all when None. Defaults to None.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file size is not a whole number of points.
+        BadSampleError: A coordinate is NaN or infinite (skippable by the dataset).
+    """
+
+    def __init__(self, load_dim: int = 5, use_dim: Optional[List[int]] = None) -> None:
+        self.load_dim = load_dim
+        self.use_dim = use_dim
+
+    def transform(self, results: dict) -> dict:
+        path = results['lidar_path']
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'lidar file not found: {path}')
+        size = os.path.getsize(path)
+        point_bytes = 4 * self.load_dim
+        if size % point_bytes:
+            raise ValueError(f'{path}: size {size} bytes is not a whole number of points of '
+                             f'{self.load_dim} float32 ({point_bytes} bytes)')
+        points = np.fromfile(path, dtype=np.float32).reshape(-1, self.load_dim)
+        if not np.isfinite(points[:, :3]).all():
+            bad = int((~np.isfinite(points[:, :3])).any(1).sum())
+            raise BadSampleError(f'{path}: {bad} points have NaN or infinite coordinates')
+        if self.use_dim is not None:
+            points = points[:, self.use_dim]
+        results['points'] = np.ascontiguousarray(points)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(load_dim={self.load_dim}, use_dim={self.use_dim})'

@@ -1,0 +1,157 @@
+"""Random resized crop of each camera image that moves pairs and superpixels with it."""
+import math
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import TRANSFORMS
+
+from ..bad_sample import BadSampleError
+
+
+def sample_crop(img_hw: Tuple[int, int], scale: Sequence[float],
+                ratio: Sequence[float]) -> Tuple[int, int, int, int]:
+    """One random crop box (x0, y0, w, h) of relative area in ``scale`` and aspect ratio
+    (w / h) log-uniform in ``ratio``; falls back to the largest centred box of a valid ratio
+    after 10 draws that do not fit. Draws from numpy's global RNG, which mmengine seeds per
+    dataloader worker."""
+    h_img, w_img = img_hw
+    area = h_img * w_img
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * np.random.uniform(scale[0], scale[1])
+        aspect = math.exp(np.random.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= w_img and 0 < h <= h_img:
+            return int(np.random.randint(0, w_img - w + 1)), int(np.random.randint(0, h_img - h + 1)), w, h
+    in_ratio = w_img / h_img
+    if in_ratio < ratio[0]:
+        w, h = w_img, int(round(w_img / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = h_img, int(round(h_img * ratio[1]))
+    else:
+        w, h = w_img, h_img
+    return (w_img - w) // 2, (h_img - h) // 2, w, h
+
+
+def crop_resize_index(start: int, length: int, out: int) -> np.ndarray:
+    """Source index of each output pixel along one axis (nearest neighbour on pixel centres):
+    ``floor(start + (i + 0.5) * length / out)``."""
+    src = np.floor(start + (np.arange(out) + 0.5) * (length / out)).astype(np.int64)
+    return np.clip(src, start, start + length - 1)
+
+
+@TRANSFORMS.register_module()
+class PairedRandomResizedCrop(BaseTransform):
+    """Crop each image at random and resize it to ``size``, moving pairs and maps exactly.
+
+    A pair at pixel (x, y) inside the box (x0, y0, w, h) goes to
+    ``(floor((x + 0.5 - x0) * W / w), floor((y + 0.5 - y0) * H / h))``; the superpixel map is
+    resampled by nearest neighbour on pixel centres (:func:`crop_resize_index`), so a pair's new
+    pixel reads the map within one source-pixel step of its original pixel. Pairs outside the
+    box are dropped. The crop is redrawn up to ``max_tries`` times until it keeps
+    ``min(min_pairs_per_image, pairs of that image)`` pairs (else the best draw is kept).
+
+    Required keys: ``img``, ``pairs`` and optionally ``superpixels``. Updates them and
+    ``img_shape``; adds ``img_aug`` (per image ``crop`` = [x0, y0, w, h], ``flip``).
+
+    Args:
+        size (tuple[int, int]): Output (H, W). Defaults to (224, 416).
+        scale (tuple[float, float]): Range of the box area relative to the image.
+        ratio (tuple[float, float]): Range of the box aspect ratio w / h.
+        max_tries (int): Draws per image. Defaults to 10.
+        min_pairs_per_image (int): Pairs a crop should keep. Defaults to 512.
+        min_pairs (int): Pairs the sample needs after cropping, else :class:`BadSampleError`.
+            Defaults to 1.
+    """
+
+    def __init__(self,
+                 size: Tuple[int, int] = (224, 416),
+                 scale: Tuple[float, float] = (0.3, 1.0),
+                 ratio: Tuple[float, float] = (14 / 9, 17 / 9),
+                 max_tries: int = 10,
+                 min_pairs_per_image: int = 512,
+                 min_pairs: int = 1) -> None:
+        self.size = tuple(size)
+        self.scale = scale
+        self.ratio = ratio
+        self.max_tries = max_tries
+        self.min_pairs_per_image = min_pairs_per_image
+        self.min_pairs = min_pairs
+
+    def _choose_box(self, img_hw, pixels: np.ndarray):
+        need = min(self.min_pairs_per_image, len(pixels))
+        best, best_count = None, -1
+        for _ in range(self.max_tries):
+            x0, y0, w, h = sample_crop(img_hw, self.scale, self.ratio)
+            inside = ((pixels[:, 0] >= x0) & (pixels[:, 0] < x0 + w) & (pixels[:, 1] >= y0)
+                      & (pixels[:, 1] < y0 + h))
+            count = int(inside.sum())
+            if count > best_count:
+                best, best_count = ((x0, y0, w, h), inside), count
+            if count >= need:
+                break
+        return best
+
+    def transform(self, results: dict) -> dict:
+        out_h, out_w = self.size
+        pairs = results['pairs']
+        keep = np.zeros(len(pairs['point']), dtype=bool)
+        new_pixel = pairs['pixel'].copy()
+        augs = results.setdefault('img_aug', [dict(crop=None, flip=False) for _ in results['img']])
+        for c, img in enumerate(results['img']):
+            rows = np.flatnonzero(pairs['cam'] == c)
+            (x0, y0, w, h), inside = self._choose_box(img.shape[:2], pairs['pixel'][rows])
+            rows = rows[inside]
+            keep[rows] = True
+            px = pairs['pixel'][rows]
+            new_pixel[rows, 0] = np.minimum(np.floor((px[:, 0] + 0.5 - x0) * out_w / w), out_w - 1)
+            new_pixel[rows, 1] = np.minimum(np.floor((px[:, 1] + 0.5 - y0) * out_h / h), out_h - 1)
+            results['img'][c] = cv2.resize(img[y0:y0 + h, x0:x0 + w], (out_w, out_h),
+                                           interpolation=cv2.INTER_LINEAR)
+            if 'superpixels' in results:
+                sp = results['superpixels'][c]
+                results['superpixels'][c] = sp[np.ix_(crop_resize_index(y0, h, out_h),
+                                                      crop_resize_index(x0, w, out_w))]
+            augs[c]['crop'] = [x0, y0, w, h]
+        pairs = {k: v[keep] for k, v in pairs.items()}
+        pairs['pixel'] = new_pixel[keep]
+        results['pairs'] = pairs
+        results['img_shape'] = [self.size for _ in results['img']]
+        if len(pairs['point']) < self.min_pairs:
+            raise BadSampleError(
+                f"{results.get('lidar_path')}: only {len(pairs['point'])} point-pixel pairs "
+                f'left after {self.max_tries} crop draws per image (need {self.min_pairs})')
+        return results
+
+
+@TRANSFORMS.register_module()
+class PairedRandomFlip(BaseTransform):
+    """Flip each image horizontally with probability ``prob``, with its pairs and map.
+
+    A pair at x goes to ``W - 1 - x``. Updates ``img``, ``superpixels``, ``pairs`` and the
+    ``flip`` flag of ``img_aug``.
+
+    Args:
+        prob (float): Flip probability per image. Defaults to 0.5.
+    """
+
+    def __init__(self, prob: float = 0.5) -> None:
+        self.prob = prob
+
+    def transform(self, results: dict) -> dict:
+        pairs = results['pairs']
+        augs = results.setdefault('img_aug', [dict(crop=None, flip=False) for _ in results['img']])
+        for c, img in enumerate(results['img']):
+            if np.random.rand() >= self.prob:
+                continue
+            w = img.shape[1]
+            results['img'][c] = np.ascontiguousarray(img[:, ::-1])
+            if 'superpixels' in results:
+                results['superpixels'][c] = np.ascontiguousarray(results['superpixels'][c][:, ::-1])
+            rows = pairs['cam'] == c
+            pairs['pixel'][rows, 0] = w - 1 - pairs['pixel'][rows, 0]
+            augs[c]['flip'] = True
+        return results
