@@ -1,0 +1,128 @@
+"""ST-SLidR's class-agnostic balancing (CB) of contrastive anchors.
+
+Anchors in over-represented regions (road, vegetation, ...) resemble many other superpixels of
+the batch in the teacher's feature space. CB counts these "votes" and gives such anchors small
+weights::
+
+    votes_i = sum_j s_ij * [s_ij >= threshold]          (diagonal included)
+    v_i     = (votes_i - min votes) / (max votes - min votes)
+    w_i     = 1 - v_i
+    L       = sum_i w_i l_i / sum_i w_i                  (l_i: per-anchor contrastive loss)
+
+``s_ij = clip(cos(e_i, e_j), 0, 1)`` (the same similarity as the tolerant loss). Where the
+reference divides 0 by 0 this module is defined instead: when all votes are equal (up to
+``equal_rtol``) every weight is 1, and a weighted mean with all weights 0 falls back to the
+unweighted mean. No input gives NaN.
+
+The module is used by :class:`SuperpixelInfoNCELoss` and :class:`SemanticallyTolerantLoss`
+through their ``balancing`` argument; they feed it similarity rows chunk by chunk
+(:meth:`votes`), then turn the votes into weights (:meth:`weights_from_votes`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from mmdet3d.registry import MODELS
+from torch import Tensor, nn
+
+from .superpixel_infonce_loss import normalize_teacher, row_chunks, teacher_similarity
+
+
+@MODELS.register_module()
+class ClassAgnosticBalancing(nn.Module):
+    """Per-anchor weights from teacher similarity votes, and the weighted mean they define.
+
+    Args:
+        threshold (float): Similarities below it are noise and give no vote. Defaults to 0.5.
+        equal_rtol (float): Votes whose spread ``max - min`` is at most
+            ``equal_rtol * max(|max votes|, 1)`` count as all equal (float rounding of the
+            diagonal ``s_ii`` must not turn equal votes into weights 0 and 1). Defaults to 1e-5.
+    """
+
+    def __init__(self, threshold: float = 0.5, equal_rtol: float = 1e-5) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        self.equal_rtol = float(equal_rtol)
+
+    def forward(self, similarity: Tensor) -> Tensor:
+        """Anchor weights from a full similarity matrix (convenience for small M).
+
+        Args:
+            similarity (Tensor): ``s`` clipped to [0, 1], shape (M, M).
+
+        Returns:
+            Tensor: Weights in [0, 1], shape (M,), float32, no gradient.
+        """
+        return self.weights_from_votes(self.votes(similarity))
+
+    @torch.no_grad()
+    def votes(self, similarity_rows: Tensor) -> Tensor:
+        """Votes of a chunk of anchors.
+
+        Args:
+            similarity_rows (Tensor): Rows of ``s`` for the chunk (full rows, diagonal
+                included), shape (C, M).
+
+        Returns:
+            Tensor: ``sum_j s_ij [s_ij >= threshold]``, shape (C,), float32.
+        """
+        s = similarity_rows.float()
+        return s.masked_fill(s < self.threshold, 0.0).sum(dim=1)
+
+    @torch.no_grad()
+    def weights_from_votes(self, votes: Tensor) -> Tensor:
+        """Min-max normalise the votes and flip them into weights.
+
+        Args:
+            votes (Tensor): Votes of all anchors, shape (M,).
+
+        Returns:
+            Tensor: ``1 - v``, shape (M,), in [0, 1]; all ones when the votes are all equal.
+        """
+        votes = votes.float()
+        if votes.numel() == 0:
+            return votes
+        vmin, vmax = votes.min(), votes.max()
+        span = vmax - vmin
+        spread = span > self.equal_rtol * torch.clamp(vmax.abs(), min=1.0)
+        v = (votes - vmin) / torch.where(spread, span, torch.ones_like(span))
+        return torch.where(spread, 1.0 - v, torch.ones_like(v))
+
+    @torch.no_grad()
+    def weights_from_features(self, e: Tensor, chunk_size: Optional[int] = 4096) -> Tensor:
+        """Anchor weights straight from pooled teacher features, computed in row chunks.
+
+        Args:
+            e (Tensor): Pooled teacher features (rows must not be all zero), shape (M, E).
+            chunk_size (int, optional): Rows of ``s`` per chunk. Defaults to 4096.
+
+        Returns:
+            Tensor: Shape (M,).
+        """
+        en = normalize_teacher(e)
+        votes = [self.votes(teacher_similarity(en[a:b], en))
+                 for a, b in row_chunks(en.shape[0], chunk_size)]
+        return self.weights_from_votes(torch.cat(votes) if votes else en.new_zeros((0, )))
+
+    @staticmethod
+    def weighted_mean(per_anchor_losses: Tensor, weights: Tensor) -> Tensor:
+        """``sum_i w_i l_i / sum_i w_i``, finite for any non-negative weights.
+
+        Args:
+            per_anchor_losses (Tensor): Losses ``l_i``, shape (M,), M >= 1.
+            weights (Tensor): Non-negative weights ``w_i`` (no gradient), shape (M,).
+
+        Returns:
+            Tensor: Scalar. When all weights are 0 it is the unweighted mean of the losses
+            (no 0/0 anywhere, so gradients stay finite too).
+        """
+        losses = per_anchor_losses.float()
+        weights = weights.detach().to(losses.dtype)
+        total = weights.sum()
+        has_mass = total > 0
+        weighted = (losses * weights).sum() / torch.where(has_mass, total, torch.ones_like(total))
+        return torch.where(has_mass, weighted, losses.mean())
+
+    def extra_repr(self) -> str:
+        return f'threshold={self.threshold}, equal_rtol={self.equal_rtol}'

@@ -1,0 +1,100 @@
+"""PPKT baseline (Liu et al., 2021): point-level InfoNCE over random point-pixel pairs.
+
+No superpixels: each of ``num_pairs`` randomly drawn point-pixel pairs is an anchor (its 3D
+feature) whose positive is its own pixel's 2D feature and whose negatives are the pixels of the
+other drawn pairs::
+
+    z_ij = <k_i, q_j> / tau
+    L = (1/P') sum_i -log( exp(z_ii) / sum_j exp(z_ij) ),   P' = min(P, num_pairs)
+
+Random draw: when there are more than ``num_pairs`` pairs, ``num_pairs`` of them are sampled
+uniformly **without replacement** with ``torch.randperm``. The generator is, in order of
+priority: the ``generator`` argument of :meth:`PPKTLoss.forward`, the loss's own CPU generator
+when it was built with ``seed``, else torch's global CPU RNG (so ``torch.manual_seed`` makes runs
+repeatable). The permutation is drawn on the CPU and moved to the features' device.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from mmdet3d.registry import MODELS
+from torch import Tensor
+
+from .superpixel_infonce_loss import SuperpixelInfoNCELoss, check_pair
+
+
+@MODELS.register_module()
+class PPKTLoss(SuperpixelInfoNCELoss):
+    """Point-to-pixel InfoNCE over a random subset of the point-pixel pairs.
+
+    Args:
+        num_pairs (int): Pairs drawn per call. Defaults to 4096.
+        tau (float): Temperature. Defaults to 0.07.
+        loss_weight (float): Multiplier of the returned loss. Defaults to 1.0.
+        chunk_size (int, optional): Anchors per row chunk; None or <= 0 for one chunk.
+            Defaults to 4096.
+        seed (int, optional): Seed of a private CPU generator for the draw; None uses the
+            global RNG. Defaults to None.
+    """
+
+    def __init__(self,
+                 num_pairs: int = 4096,
+                 tau: float = 0.07,
+                 loss_weight: float = 1.0,
+                 chunk_size: Optional[int] = 4096,
+                 seed: Optional[int] = None) -> None:
+        super().__init__(tau=tau, loss_weight=loss_weight, chunk_size=chunk_size,
+                         balancing=None)
+        if num_pairs < 1:
+            raise ValueError(f'num_pairs must be >= 1, got {num_pairs}')
+        self.num_pairs = int(num_pairs)
+        self.generator: Optional[torch.Generator] = None
+        if seed is not None:
+            self.generator = torch.Generator().manual_seed(int(seed))
+
+    def forward(self,
+                k: Tensor,
+                q: Tensor,
+                e: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        """Draw pairs and compute their InfoNCE.
+
+        Args:
+            k (Tensor): 3D feature of each point-pixel pair, shape (P, D).
+            q (Tensor): 2D-head feature of each pair's pixel, shape (P, D).
+            e (Tensor, optional): Ignored (common interface of the loss heads).
+            generator (torch.Generator, optional): CPU generator for the draw; overrides the
+                loss's own one.
+
+        Returns:
+            Tensor: Scalar float32 loss, times ``loss_weight``.
+        """
+        check_pair(k, q)
+        idx = self.sample_pairs(k.shape[0], generator)
+        if idx is not None:
+            idx = idx.to(k.device)
+            k, q = k.index_select(0, idx), q.index_select(0, idx)
+        return super().forward(k, q, None)
+
+    def sample_pairs(self,
+                     num_available: int,
+                     generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
+        """Indices of the drawn pairs, or None when every pair is used.
+
+        Args:
+            num_available (int): Number of pairs P.
+            generator (torch.Generator, optional): CPU generator; defaults to the loss's own
+                one, else the global RNG.
+
+        Returns:
+            Tensor | None: ``num_pairs`` distinct indices (CPU, int64), or None if
+            ``P <= num_pairs``.
+        """
+        if num_available <= self.num_pairs:
+            return None
+        gen = generator if generator is not None else self.generator
+        return torch.randperm(num_available, generator=gen)[:self.num_pairs]
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', num_pairs={self.num_pairs}'

@@ -1,0 +1,232 @@
+"""Time and peak memory of each loss head (forward + backward) for several batch sizes M.
+
+Examples::
+
+    python tools/benchmark_losses.py                      # CPU, M = 1000 and 4000
+    python tools/benchmark_losses.py --sizes 1000 4000 14400
+    python tools/benchmark_losses.py --device cuda        # M = 1000, 4000 and 14400
+
+Inputs are random: k and q are L2-normalised (M, D) leaves that require grad (D = 64), e is a
+non-negative (M, E) teacher feature (E = 2048, like ResNet-50's post-ReLU stage 4). PPKT gets
+M point-pixel pairs and draws ``num_pairs = 4096`` of them.
+
+Peak memory:
+  * CUDA: ``torch.cuda.max_memory_allocated`` during the step minus the allocated memory before
+    it (the inputs), i.e. what the loss itself needs on top of its inputs.
+  * CPU: growth of the resident set during the step: the kernel's peak RSS ``VmHWM`` from
+    ``/proc/self/status`` after the step minus ``VmRSS`` before it, the peak being reset before
+    each step by writing 5 to ``/proc/self/clear_refs``. So that freed tensors really leave the
+    resident set, the script re-executes itself once with ``MALLOC_MMAP_THRESHOLD_=131072``
+    (glibc then serves every large tensor with its own mmap and unmaps it when freed). Without
+    the reset (no permission) the column is the growth of the process-lifetime peak and is
+    marked as such.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MMAP_ENV = 'MALLOC_MMAP_THRESHOLD_'
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cpu', help="'cpu' (default) or 'cuda[:i]'")
+    parser.add_argument('--sizes', type=int, nargs='+', default=None,
+                        help='values of M (default: 1000 4000 on CPU, 1000 4000 14400 on CUDA)')
+    parser.add_argument('--dim', type=int, default=64, help='feature size D (default 64)')
+    parser.add_argument('--teacher-dim', type=int, default=2048,
+                        help='teacher feature size E (default 2048)')
+    parser.add_argument('--chunk-size', type=int, default=4096,
+                        help='chunk_size of the chunked heads (default 4096)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed steps (median reported)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed steps before timing')
+    parser.add_argument('--heads', nargs='+', default=None,
+                        help=f'subset of heads to run (default all): {", ".join(HEAD_NAMES)}')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+HEAD_NAMES = ('slidr_infonce', 'slidr_infonce+cb', 'st_quantile', 'st_continuous',
+              'st_quantile+cb', 'relational', 'ppkt', 'similarity')
+
+
+def build_heads(chunk_size: int) -> Dict[str, Callable]:
+    """The benchmarked configurations, by name."""
+    from projects.img2lidar.models.losses import (PPKTLoss, RelationalLoss,
+                                                  SemanticallyTolerantLoss, SimilarityLoss,
+                                                  SuperpixelInfoNCELoss)
+    cb = dict(type='ClassAgnosticBalancing', threshold=0.5)
+    return {
+        'slidr_infonce': SuperpixelInfoNCELoss(chunk_size=chunk_size),
+        'slidr_infonce+cb': SuperpixelInfoNCELoss(chunk_size=chunk_size, balancing=cb),
+        'st_quantile': SemanticallyTolerantLoss(chunk_size=chunk_size, tolerance='quantile'),
+        'st_continuous': SemanticallyTolerantLoss(chunk_size=chunk_size,
+                                                  tolerance='continuous'),
+        'st_quantile+cb': SemanticallyTolerantLoss(chunk_size=chunk_size, balancing=cb),
+        'relational': RelationalLoss(chunk_size=chunk_size),
+        'ppkt': PPKTLoss(chunk_size=chunk_size, seed=0),
+        'similarity': SimilarityLoss(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory probes
+# ---------------------------------------------------------------------------------------------
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (VmRSS, VmHWM), in KiB."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak RSS (VmHWM) to the current RSS; False if not permitted."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+class MemoryProbe:
+    """Peak extra memory of a step, on CUDA (allocator) or CPU (resident set)."""
+
+    def __init__(self, device) -> None:
+        import torch
+        self.torch = torch
+        self.device = device
+        self.cuda = device.type == 'cuda'
+        self.can_reset = self.cuda or reset_peak_rss()
+        self.base = 0
+
+    def header(self) -> str:
+        if self.cuda:
+            return 'peak MiB = torch.cuda.max_memory_allocated during the step - allocated before'
+        if self.can_reset:
+            return ('peak MiB = CPU resident-set growth: /proc/self/status VmHWM after the step '
+                    '- VmRSS before (peak reset via /proc/self/clear_refs; '
+                    f'{MMAP_ENV}={os.environ.get(MMAP_ENV, "unset")})')
+        return ('peak MiB = CPU growth of the process-lifetime VmHWM (could not reset the peak: '
+                'values only show growth beyond earlier peaks)')
+
+    def start(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            self.torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = self.torch.cuda.memory_allocated(self.device)
+        elif self.can_reset:
+            reset_peak_rss()
+            self.base = proc_status_kib('VmRSS') * 1024
+        else:
+            self.base = proc_status_kib('VmHWM') * 1024
+
+    def stop(self) -> float:
+        """Peak extra bytes since :meth:`start`, in MiB."""
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            peak = self.torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = proc_status_kib('VmHWM') * 1024
+        return max(peak - self.base, 0) / 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark
+# ---------------------------------------------------------------------------------------------
+def make_inputs(m: int, d: int, e_dim: int, device, seed: int):
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    k = F.normalize(torch.randn(m, d, generator=g), dim=1).to(device).requires_grad_()
+    q = F.normalize(torch.randn(m, d, generator=g), dim=1).to(device).requires_grad_()
+    e = torch.relu(torch.randn(m, e_dim, generator=g)).to(device)
+    return k, q, e
+
+
+def step(head, k, q, e, device) -> float:
+    """One forward + backward; returns seconds."""
+    import torch
+    k.grad = None
+    q.grad = None
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    loss = head(k, q, e)
+    loss.backward()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    if not torch.isfinite(loss):
+        raise RuntimeError(f'non-finite loss {loss.item()}')
+    return elapsed
+
+
+def benchmark(head, m: int, args, device, probe: MemoryProbe) -> Tuple[float, float]:
+    """Median step time (s) and peak extra memory (MiB) of ``head`` at size ``m``."""
+    k, q, e = make_inputs(m, args.dim, args.teacher_dim, device, args.seed)
+    for _ in range(args.warmup):
+        step(head, k, q, e, device)
+    times, peaks = [], []
+    for _ in range(args.repeats):
+        probe.start()
+        times.append(step(head, k, q, e, device))
+        peaks.append(probe.stop())
+    del k, q, e
+    return statistics.median(times), max(peaks)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.device.startswith('cpu') and MMAP_ENV not in os.environ:
+        os.environ[MMAP_ENV] = '131072'
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+
+    sys.path.insert(0, str(REPO_ROOT))
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        sys.exit('--device cuda requested but CUDA is not available')
+    sizes = args.sizes or ([1000, 4000, 14400] if device.type == 'cuda' else [1000, 4000])
+    print('importing the loss heads ...', file=sys.stderr, flush=True)
+    heads = build_heads(args.chunk_size)
+    names = args.heads or list(HEAD_NAMES)
+    unknown = sorted(set(names) - set(heads))
+    if unknown:
+        sys.exit(f'unknown heads {unknown}; choose from {list(heads)}')
+    probe = MemoryProbe(device)
+
+    rows = []
+    total = len(names) * len(sizes)
+    for i, (m, name) in enumerate(((m, n) for m in sizes for n in names), 1):
+        print(f'[{i}/{total}] {name} M={m} ...', end=' ', file=sys.stderr, flush=True)
+        seconds, mib = benchmark(heads[name], m, args, device, probe)
+        print(f'{seconds * 1e3:.1f} ms, {mib:.1f} MiB', file=sys.stderr, flush=True)
+        rows.append((name, m, seconds, mib))
+
+    dev_name = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
+                f'CPU, {torch.get_num_threads()} threads')
+    print(f'# loss heads, forward + backward, device {args.device} ({dev_name}), '
+          f'D={args.dim}, E={args.teacher_dim}, chunk_size={args.chunk_size}, '
+          f'median of {args.repeats} after {args.warmup} warm-up, torch {torch.__version__}')
+    print(f'# {probe.header()}')
+    print('# one M x M float32 matrix: ' +
+          ', '.join(f'M={m}: {m * m * 4 / 2**20:.0f} MiB' for m in sizes))
+    print(f'| {"head":<18} | {"M":>6} | {"time ms":>10} | {"peak MiB":>9} |')
+    print(f'|{"-" * 20}|{"-" * 8}|{"-" * 12}|{"-" * 11}|')
+    for name, m, seconds, mib in rows:
+        print(f'| {name:<18} | {m:>6} | {seconds * 1e3:>10.1f} | {mib:>9.1f} |')
+
+
+if __name__ == '__main__':
+    main()
