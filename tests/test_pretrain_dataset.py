@@ -33,7 +33,7 @@ def nus_root(tmp_path_factory):
     for cam, img in info['data_list'][0]['images'].items():
         labels = slic_superpixels(cv2.imread(str(src / img['img_path'])), downscale=4)
         stem = os.path.splitext(img['img_path'])[0]
-        write_labels(str(root / 'sp' / cam / (stem + '.png')), labels)
+        write_labels(str(root / 'sp' / cam / (stem + '.npz')), labels)
     return root
 
 
@@ -114,7 +114,7 @@ def test_augmentations_keep_pairs_exact(nus_root, seed):
         assert np.abs(pairs['pixel'][rows, 0] - u).max() <= 0.5 + 1e-9
         assert np.abs(pairs['pixel'][rows, 1] - v).max() <= 0.5 + 1e-9
         # superpixel id travels with the pair exactly
-        orig_ids = ref['superpixels'][c][src[:, 1], src[:, 0]] + offsets[c]
+        orig_ids = ref['superpixels'][c][src[:, 1], src[:, 0]].astype(np.int64) + offsets[c]
         np.testing.assert_array_equal(pairs['superpixel'][rows], orig_ids)
         # the transformed map agrees wherever the original map is constant around the pixel
         r = int(np.ceil(max(w / 416, h / 224))) + 1
@@ -160,17 +160,17 @@ def test_missing_and_unreadable_images_name_the_file(nus_root, tmp_path):
 
 
 def test_bad_superpixel_maps_name_the_file(nus_root, tmp_path):
-    import cv2
     root, info = _copy_sample(nus_root, tmp_path)
     stem = os.path.splitext(info['data_list'][0]['images']['CAM_FRONT']['img_path'])[0]
-    sp = root / 'sp' / 'CAM_FRONT' / (stem + '.png')
+    sp = root / 'sp' / 'CAM_FRONT' / (stem + '.npz')
     sp.unlink()
     with pytest.raises(FileNotFoundError, match=re.escape(sp.name)):
         _dataset(root, LOAD)[0]
     sp.write_bytes(b'garbage')
     with pytest.raises(ValueError, match=re.escape(f'{sp.name}: unreadable superpixel map')):
         _dataset(root, LOAD)[0]
-    cv2.imwrite(str(sp), np.zeros((450, 800), np.uint8))
+    with open(sp, 'wb') as f:
+        np.savez_compressed(f, labels=np.zeros((450, 800), np.uint8))
     with pytest.raises(ValueError, match=re.escape(f'{sp.name}: superpixel map is 800x450 but its image')):
         _dataset(root, LOAD)[0]
 
@@ -233,3 +233,21 @@ def test_kitti_frame_loads_and_pairs():
     ok = (q[:, 2] > 1) & (u >= 0) & (u < 1242) & (v >= 0) & (v < 375)
     assert len(out['pairs']['point']) == int(ok.sum()) > 1000
     np.testing.assert_array_equal(np.sort(out['pairs']['point']), np.flatnonzero(ok))
+
+
+def test_reduced_decoding_keeps_image_content_aligned(nus_root):
+    """Decoding at half resolution samples the same full-resolution positions: the crops agree
+    with full decoding up to JPEG's reduced-size filtering, and pairs and maps are identical."""
+    outs = []
+    for scale in (1, 2):
+        pipeline = copy.deepcopy(AUG)
+        pipeline[1] = dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=scale)
+        np.random.seed(3)
+        outs.append(_dataset(nus_root, pipeline)[0])
+    full, half = (o['inputs']['img'].float() for o in outs)
+    assert torch.equal(outs[0]['data_samples'].pairs.pixel, outs[1]['data_samples'].pairs.pixel)
+    assert torch.equal(outs[0]['data_samples'].superpixels, outs[1]['data_samples'].superpixels)
+    assert (full - half).abs().mean() < 4.0
+    # a one-pixel misalignment would cost much more than the filtering does
+    shifted = torch.roll(half, 1, dims=-1)
+    assert (full - shifted).abs().mean() > 1.5 * (full - half).abs().mean()

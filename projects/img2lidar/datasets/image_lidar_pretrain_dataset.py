@@ -28,7 +28,8 @@ class ImageLidarPretrainDataset(BaseDataset):
             as ``<sp>/<camera>/<image stem><superpixel_suffix>``).
         cameras (Sequence[str], optional): Cameras to use; all cameras of the info that have
             an ``img_path`` when None.
-        superpixel_suffix (str): '.png' (8/16-bit) or '.npy'. Defaults to '.png'.
+        superpixel_suffix (str): '.npz' (what tools/create_superpixels.py writes), '.npy' or
+            '.png' (8/16-bit). Defaults to '.npz'.
         skip_bad_samples (bool): Log, count and replace samples that raise
             :class:`BadSampleError` (NaN/inf coordinates, too few pairs) instead of failing.
             Defaults to False.
@@ -43,7 +44,7 @@ class ImageLidarPretrainDataset(BaseDataset):
                  data_root: str = '',
                  data_prefix: dict = dict(pts='', img='', sp='superpixels'),
                  cameras: Optional[Sequence[str]] = None,
-                 superpixel_suffix: str = '.png',
+                 superpixel_suffix: str = '.npz',
                  skip_bad_samples: bool = False,
                  **kwargs) -> None:
         self.cameras = list(cameras) if cameras is not None else None

@@ -40,7 +40,9 @@ class PackImageLidarInputs(BaseTransform):
         if 'superpixels' in results:
             sizes = results['superpixel_sizes']
             offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            sps = np.stack([sp + o for sp, o in zip(results['superpixels'], offsets)])
+            sps = np.stack([
+                sp.astype(np.int64) + o for sp, o in zip(results['superpixels'], offsets)
+            ])
             sample.superpixels = torch.from_numpy(sps)
             fields['superpixel'] = torch.from_numpy(pairs['superpixel'] + offsets[pairs['cam']])
             results['num_superpixels'] = int(sum(sizes))

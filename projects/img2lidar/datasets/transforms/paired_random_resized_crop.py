@@ -43,6 +43,24 @@ def crop_resize_index(start: int, length: int, out: int) -> np.ndarray:
     return np.clip(src, start, start + length - 1)
 
 
+def crop_resize_image(img: np.ndarray, box: Tuple[int, int, int, int], size: Tuple[int, int],
+                      decode_scale: int = 1) -> np.ndarray:
+    """Crop ``box`` (full-resolution x0, y0, w, h) and resize it to ``size`` (H, W) bilinearly.
+
+    Output pixel centre x' + 0.5 samples the full-resolution position
+    ``x0 + (x' + 0.5) * w / W``, i.e. ``(x0 + (x' + 0.5) * w / W) / s - 0.5`` in an image
+    decoded at 1/s resolution, so the content stays aligned with the pairs whatever s is.
+    """
+    x0, y0, w, h = box
+    out_h, out_w = size
+    s = float(decode_scale)
+    ax, ay = w / (out_w * s), h / (out_h * s)
+    mat = np.array([[ax, 0.0, (x0 + 0.5 * w / out_w) / s - 0.5],
+                    [0.0, ay, (y0 + 0.5 * h / out_h) / s - 0.5]])
+    return cv2.warpAffine(img, mat, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 @TRANSFORMS.register_module()
 class PairedRandomResizedCrop(BaseTransform):
     """Crop each image at random and resize it to ``size``, moving pairs and maps exactly.
@@ -103,14 +121,15 @@ class PairedRandomResizedCrop(BaseTransform):
         augs = results.setdefault('img_aug', [dict(crop=None, flip=False) for _ in results['img']])
         for c, img in enumerate(results['img']):
             rows = np.flatnonzero(pairs['cam'] == c)
-            (x0, y0, w, h), inside = self._choose_box(img.shape[:2], pairs['pixel'][rows])
+            (x0, y0, w, h), inside = self._choose_box(results['img_shape'][c],
+                                                      pairs['pixel'][rows])
             rows = rows[inside]
             keep[rows] = True
             px = pairs['pixel'][rows]
             new_pixel[rows, 0] = np.minimum(np.floor((px[:, 0] + 0.5 - x0) * out_w / w), out_w - 1)
             new_pixel[rows, 1] = np.minimum(np.floor((px[:, 1] + 0.5 - y0) * out_h / h), out_h - 1)
-            results['img'][c] = cv2.resize(img[y0:y0 + h, x0:x0 + w], (out_w, out_h),
-                                           interpolation=cv2.INTER_LINEAR)
+            results['img'][c] = crop_resize_image(img, (x0, y0, w, h), self.size,
+                                                  results.get('img_decode_scale', 1))
             if 'superpixels' in results:
                 sp = results['superpixels'][c]
                 results['superpixels'][c] = sp[np.ix_(crop_resize_index(y0, h, out_h),
@@ -147,7 +166,7 @@ class PairedRandomFlip(BaseTransform):
         for c, img in enumerate(results['img']):
             if np.random.rand() >= self.prob:
                 continue
-            w = img.shape[1]
+            w = results['img_shape'][c][1]
             results['img'][c] = np.ascontiguousarray(img[:, ::-1])
             if 'superpixels' in results:
                 results['superpixels'][c] = np.ascontiguousarray(results['superpixels'][c][:, ::-1])
