@@ -1,4 +1,6 @@
 """Tests of projects/img2lidar/compat.py: each fails without its fix."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,21 @@ def test_submanifold_forward_has_no_thread_race(many_threads):
                                padding=1), indices)
         errors.append((out.features - ref).abs().max().item())
     assert max(errors) < 1e-4, errors
+
+
+def test_spconv2_weights_load_with_a_prefix(tmp_path):
+    """``Pretrained`` with ``prefix`` drops the version metadata; weights must not be
+    transposed into mmcv's layout (they were, before the fix: 'size mismatch')."""
+    from mmdet3d.registry import MODELS
+    from mmengine.runner.checkpoint import _load_checkpoint_with_prefix, load_state_dict
+    cfg = dict(type='MinkUNetBackbone', in_channels=4, base_channels=8, num_stages=2,
+               encoder_channels=[8, 16], encoder_blocks=[1, 1], decoder_channels=[16, 8],
+               decoder_blocks=[1, 1], sparseconv_backend='spconv')
+    src = MODELS.build(copy.deepcopy(cfg))  # the backbone edits its list arguments
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in src.state_dict().items()}},
+               tmp_path / 'ckpt.pth')
+    dst = MODELS.build(copy.deepcopy(cfg))
+    load_state_dict(dst, _load_checkpoint_with_prefix('backbone.', str(tmp_path / 'ckpt.pth')),
+                    strict=True)
+    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        assert torch.equal(a, b), k

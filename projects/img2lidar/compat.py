@@ -28,6 +28,10 @@ Fixes:
    ``x.features = ...`` and give each submanifold kernel shape its own ``indice_key`` (spconv 2
    requires it; mmcv's GPU path silently reused the first kernel's neighbour table). Weights are
    then in spconv 2 layout on every device, so checkpoints move between CPU and GPU unchanged.
+5. :func:`patch_spconv_prefix_loading` - mmdet3d's spconv weight loader transposes weights
+   whenever the state dict carries no version metadata, which is always the case when a
+   segmentor loads a backbone with ``Pretrained`` and ``prefix``; the version is then inferred
+   from the shapes.
 """
 from __future__ import annotations
 
@@ -366,9 +370,44 @@ def patch_cylinder3d_sparse_ops() -> None:
                 setattr(module, name, cls)
 
 
+# ---------------------------------------------------------------------------------------------
+# 5. spconv 2 weights loaded with a prefix
+# ---------------------------------------------------------------------------------------------
+def patch_spconv_prefix_loading() -> None:
+    """Do not transpose spconv 2 weights that are already in spconv 2 layout.
+
+    mmdet3d replaces spconv's ``SparseModule._load_from_state_dict`` so that mmcv (spconv 1)
+    checkpoints load: it permutes every weight unless the state dict's metadata says version
+    2. ``init_cfg=dict(type='Pretrained', prefix='backbone.')`` strips the metadata, so spconv 2
+    weights were permuted into the wrong layout. With the version missing, the version is now
+    inferred from the shapes: weights whose shapes already match are spconv 2.
+    """
+    if not _once('spconv_prefix_loading'):
+        return
+    try:
+        import mmdet3d.models.layers.spconv  # noqa: F401  installs mmdet3d's loader
+        from spconv.pytorch import SparseModule
+    except ImportError:
+        return
+    orig = SparseModule._load_from_state_dict
+
+    def load(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        if local_metadata.get('version') is None:
+            own = dict(self.named_parameters(recurse=False))
+            given = [(state_dict[prefix + n], p) for n, p in own.items()
+                     if prefix + n in state_dict]
+            if given and all(v.shape == p.shape for v, p in given):
+                local_metadata = dict(local_metadata, version=2)
+        return orig(self, state_dict, prefix, local_metadata, *args, **kwargs)
+
+    load.__wrapped__ = orig
+    SparseModule._load_from_state_dict = load
+
+
 def apply_all() -> None:
     """Apply every fix of this module (idempotent)."""
     patch_mmengine_checkpoint_loading()
     patch_spconv_cpu()
     patch_dynamic_scatter_cpu()
     patch_cylinder3d_sparse_ops()
+    patch_spconv_prefix_loading()

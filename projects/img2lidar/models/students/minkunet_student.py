@@ -1,4 +1,5 @@
 """MinkUNet student: mmdet3d's MinkUNetBackbone with per-point projected features."""
+import copy
 from typing import Sequence
 
 from mmdet3d.registry import MODELS
@@ -32,7 +33,8 @@ class MinkUNetStudent(BaseModule):
                  normalize: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
-        self.backbone = MODELS.build(backbone)
+        # MinkUNetBackbone inserts into its list arguments: build from a copy
+        self.backbone = MODELS.build(copy.deepcopy(backbone))
         feat_channels = backbone.get('decoder_channels', [256, 128, 96, 96])[-1]
         self.projection = nn.Linear(feat_channels, out_channels)
         self.normalize = normalize
