@@ -28,7 +28,7 @@ def _batch(sweep):
 
 
 def _preprocess(cfg, points, training=True):
-    pre = MODELS.build(cfg.student_data_preprocessor)
+    pre = MODELS.build(cfg.model.data_preprocessor)
     samples = [Det3DDataSample() for _ in points]
     out = pre(dict(inputs=dict(points=points), data_samples=samples), training)
     return out['inputs']['voxels'], out['data_samples']
@@ -93,8 +93,8 @@ def test_cylindrical_voxels_match_numpy(nuscenes_sweep):
 def test_student_forward_backward_on_cpu(nuscenes_sweep, name, overrides):
     torch.manual_seed(0)
     cfg = _cfg(name)
-    cfg.student.backbone.update(overrides)
-    student = MODELS.build(cfg.student)
+    cfg.model.student.backbone.update(overrides)
+    student = MODELS.build(cfg.model.student)
     student.train()
     points = _batch(nuscenes_sweep)
     voxels, samples = _preprocess(cfg, points)

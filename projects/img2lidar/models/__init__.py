@@ -1,4 +1,8 @@
 """Registered model parts of img2lidar."""
 from .data_preprocessors import *  # noqa: F401,F403
-from .students import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
+from .image_lidar_distiller import ImageLidarDistiller
 from .losses import *  # noqa: F401,F403
+from .students import *  # noqa: F401,F403
+from .superpixel_pooling import PooledFeatures, superpixel_pooling
+from .teachers import *  # noqa: F401,F403

@@ -28,6 +28,9 @@ from .superpixel_infonce_loss import SuperpixelInfoNCELoss, check_pair
 class PPKTLoss(SuperpixelInfoNCELoss):
     """Point-to-pixel InfoNCE over a random subset of the point-pixel pairs.
 
+    ``input_level = 'pair'``: the distillation model gives it one row per point-pixel pair
+    (the point's student feature and the 2D-head feature at its pixel), not superpixels.
+
     Args:
         num_pairs (int): Pairs drawn per call. Defaults to 4096.
         tau (float): Temperature. Defaults to 0.07.
@@ -37,6 +40,8 @@ class PPKTLoss(SuperpixelInfoNCELoss):
         seed (int, optional): Seed of a private CPU generator for the draw; None uses the
             global RNG. Defaults to None.
     """
+
+    input_level = 'pair'
 
     def __init__(self,
                  num_pairs: int = 4096,

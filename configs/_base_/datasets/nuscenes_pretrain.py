@@ -1,0 +1,32 @@
+# nuScenes image-to-lidar pretraining data: the 600 pretraining scenes (infos from
+# tools/create_pretrain_infos.py) with SLIC superpixels (tools/create_superpixels.py).
+dataset_type = 'ImageLidarPretrainDataset'
+data_root = 'data/nuscenes/'
+cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
+           'CAM_BACK_RIGHT']
+data_prefix = dict(pts='samples/LIDAR_TOP', sp='superpixels',
+                   **{cam: f'samples/{cam}' for cam in cameras})
+train_pipeline = [
+    dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
+    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
+    dict(type='PointPixelPairing', min_depth=1.0),
+    dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(0.3, 1.0),
+         ratio=(14 / 9, 17 / 9), max_tries=10, min_pairs_per_image=512, min_pairs=1024),
+    dict(type='PairedRandomFlip', prob=0.5),
+    dict(type='PairedCloudAugmentation', rotation=True, flip_x_prob=0.5, flip_y_prob=0.5),
+    dict(type='PackImageLidarInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='nuscenes_infos_pretrain.pkl',
+        data_prefix=data_prefix,
+        cameras=cameras,
+        skip_bad_samples=True,
+        pipeline=train_pipeline))

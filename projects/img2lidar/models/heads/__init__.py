@@ -1,0 +1,4 @@
+"""Trainable heads."""
+from .image_projection_head import ImageProjectionHead
+
+__all__ = ['ImageProjectionHead']

@@ -1,0 +1,74 @@
+"""The frozen 2D teacher: any mm image backbone, always in eval mode, never trained."""
+from typing import Optional
+
+import torch
+from mmdet3d.registry import MODELS
+from mmdet3d.utils import ConfigType
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.runner import load_checkpoint
+from torch import Tensor
+
+
+@MODELS.register_module()
+class FrozenImageTeacher(BaseModule):
+    """Wrap an image backbone built from config as a frozen feature extractor.
+
+    The backbone's weights come from a local checkpoint (see tools/convert_teacher_checkpoint.py
+    for self-supervised ResNet-50 releases) when :meth:`init_weights` runs, i.e. when the
+    Runner starts. Its parameters never require gradients and it stays in eval mode (BatchNorm
+    statistics frozen) even when the surrounding model is put in train mode.
+
+    Args:
+        backbone (dict): Backbone config, e.g. mmdet's ResNet-50 with ``strides=(1, 1, 1, 1)``,
+            ``dilations=(1, 2, 4, 8)`` and ``out_indices=(3, )`` (output stride 4, 2048 ch).
+        checkpoint (str, optional): Local checkpoint of the backbone (keys of the backbone,
+            optionally under ``state_dict``). None keeps a random initialisation and logs a
+            warning: only for demos and tests.
+        out_index (int): Which backbone output to return when it returns several.
+            Defaults to -1.
+    """
+
+    def __init__(self, backbone: ConfigType, checkpoint: Optional[str] = None,
+                 out_index: int = -1) -> None:
+        super().__init__(init_cfg=None)
+        self.backbone = MODELS.build(backbone)
+        self.checkpoint = checkpoint
+        self.out_index = out_index
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone.eval()
+
+    def init_weights(self) -> None:
+        """Load the teacher's weights from its local checkpoint (strictly)."""
+        logger = MMLogger.get_current_instance()
+        if self.checkpoint is None:
+            logger.warning('FrozenImageTeacher: no checkpoint given, the teacher keeps its '
+                           'RANDOM initialisation (fine for demos and tests only)')
+            return
+        load_checkpoint(self.backbone, self.checkpoint, map_location='cpu', strict=True,
+                        logger=logger)
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'FrozenImageTeacher':
+        """Keep the backbone in eval mode whatever ``mode`` is."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, imgs: Tensor) -> Tensor:
+        """Teacher features.
+
+        Args:
+            imgs (Tensor): Normalised images, shape (N, 3, H, W).
+
+        Returns:
+            Tensor: Feature map, shape (N, E, H / s, W / s) (E = 2048, s = 4 for the dilated
+            ResNet-50).
+        """
+        out = self.backbone(imgs)
+        if isinstance(out, (list, tuple)):
+            out = out[self.out_index]
+        return out
