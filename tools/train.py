@@ -70,7 +70,20 @@ def build_cfg(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    use_cpu_backend(cfg)
     return cfg
+
+
+def use_cpu_backend(cfg) -> None:
+    """Distributed runs without CUDA use gloo (configs default to nccl) and a DDP wrapper
+    without device ids (mmengine's default passes the local rank as a CUDA device)."""
+    import torch
+    if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        if cfg.get('model_wrapper_cfg') is None:
+            cfg.model_wrapper_cfg = dict(
+                type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
 def main(argv=None) -> None:

@@ -32,6 +32,9 @@ Fixes:
    whenever the state dict carries no version metadata, which is always the case when a
    segmentor loads a backbone with ``Pretrained`` and ``prefix``; the version is then inferred
    from the shapes.
+6. :func:`patch_mmengine_cpu_launch` - mmengine's pytorch and slurm launchers call
+   ``torch.cuda.set_device`` even on CPU-only torch; there it becomes a no-op, so distributed
+   runs start with gloo.
 """
 from __future__ import annotations
 
@@ -404,8 +407,46 @@ def patch_spconv_prefix_loading() -> None:
     SparseModule._load_from_state_dict = load
 
 
+# ---------------------------------------------------------------------------------------------
+# 6. mmengine's distributed launchers on machines without CUDA
+# ---------------------------------------------------------------------------------------------
+def patch_mmengine_cpu_launch() -> None:
+    """Let ``--launcher pytorch`` / ``slurm`` start gloo processes on CPU-only machines.
+
+    mmengine's ``_init_dist_pytorch`` and ``_init_dist_slurm`` call
+    ``torch.cuda.set_device(local_rank)`` unconditionally, which raises AttributeError on CPU
+    builds of torch. Without CUDA, ``set_device`` as seen by mmengine's launcher module becomes
+    a no-op; with CUDA nothing changes.
+    """
+    if not _once('mmengine_cpu_launch') or torch.cuda.is_available():
+        return
+    import types
+
+    from mmengine.dist import utils as dist_utils
+
+    class _CudaWithoutDevices(types.ModuleType):
+        """``torch.cuda`` whose ``set_device`` does nothing (no device to select)."""
+
+        def __getattr__(self, name):
+            return getattr(torch.cuda, name)
+
+        @staticmethod
+        def set_device(device) -> None:  # noqa: D401
+            return None
+
+    class _TorchForLaunch(types.ModuleType):
+
+        cuda = _CudaWithoutDevices('torch.cuda')
+
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    dist_utils.torch = _TorchForLaunch('torch')
+
+
 def apply_all() -> None:
     """Apply every fix of this module (idempotent)."""
+    patch_mmengine_cpu_launch()
     patch_mmengine_checkpoint_loading()
     patch_spconv_cpu()
     patch_dynamic_scatter_cpu()

@@ -8,7 +8,9 @@ from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from .gather_features import gather_rows
 from .superpixel_pooling import PooledFeatures, superpixel_pooling
+from .sync_batch_norm import convert_sync_batchnorm
 
 #: children whose checkpoint keys keep their own prefix; the student's are stored at the top
 OWN_PREFIXES = ('teacher.', 'image_head.', 'losses.', 'data_preprocessor.')
@@ -33,6 +35,13 @@ class ImageLidarDistiller(BaseModel):
         image_head (dict): Trainable 2D head config (``ImageProjectionHead``).
         losses (dict): Name -> loss config; names should contain 'loss' to be optimised.
         data_preprocessor (dict): ``PointVoxelDataPreprocessor`` config (voxels and images).
+        gather_features (bool): In distributed training, gather the pooled superpixel features
+            of every process before the losses, so negatives and relational matrices span the
+            global batch and every process computes the global loss (gradients flow back
+            through the gather). False (the default) is the reference behaviour: each process
+            uses its local batch. Pair-level heads (PPKT) always stay local.
+        sync_bn (bool): Synchronise the student's BatchNorm statistics across processes
+            (:class:`SyncBatchNorm1d`, CPU and GPU). Defaults to False.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -42,9 +51,14 @@ class ImageLidarDistiller(BaseModel):
                  image_head: ConfigType,
                  losses: Dict[str, ConfigType],
                  data_preprocessor: OptConfigType = None,
+                 gather_features: bool = False,
+                 sync_bn: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.gather_features = gather_features
         self.student = MODELS.build(student)
+        if sync_bn:
+            self.student = convert_sync_batchnorm(self.student)
         self.teacher = MODELS.build(teacher)
         self.image_head = MODELS.build(image_head)
         self.losses = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in losses.items()})
@@ -102,6 +116,10 @@ class ImageLidarDistiller(BaseModel):
         pairs = self.batch_pairs(inputs, data_samples)
         pooled = superpixel_pooling(point_feats, pixel_feats, teacher_feats,
                                     pairs['superpixels'], pairs['point'], pairs['superpixel'])
+        if self.gather_features:
+            pooled = PooledFeatures(k=gather_rows(pooled.k), q=gather_rows(pooled.q),
+                                    e=gather_rows(pooled.e), ids=pooled.ids,
+                                    num_pairs=pooled.num_pairs)
         return pooled, pairs, point_feats, pixel_feats
 
     # -- modes --------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""All-gather of variable-length feature rows across processes, with gradients."""
+from typing import List
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """Forward: gather equally padded rows of every process. Backward: each process receives
+    the sum over processes of the gradients of its own rows (all_reduce, any backend)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        rank = dist.get_rank()
+        return grad[rank * ctx.rows:(rank + 1) * ctx.rows]
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """Concatenate the rows of ``x`` of every process in rank order, differentiably.
+
+    Args:
+        x (Tensor): This process's rows, shape (M_rank, C); M_rank may differ between processes.
+
+    Returns:
+        Tensor: Shape (sum of M_rank, C). Without an initialised process group, ``x`` itself.
+
+    Gradients: when every process computes the same loss on the gathered rows (as
+    :class:`ImageLidarDistiller` does with ``gather_features=True``), each process's rows get
+    world_size times that loss's gradient, and DistributedDataParallel's average over processes
+    turns it into exactly the gradient of one process holding the whole global batch.
+    """
+    world = _world()
+    if world == 1:
+        return x
+    sizes: List[Tensor] = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+    sizes_ = [int(s) for s in sizes]
+    pad = max(sizes_) - x.shape[0]
+    padded = torch.cat([x, x.new_zeros((pad, ) + x.shape[1:])]) if pad else x
+    full = _AllGatherRows.apply(padded)
+    step = max(sizes_)
+    return torch.cat([full[r * step:r * step + n] for r, n in enumerate(sizes_)])
