@@ -60,7 +60,13 @@ train_dataloader = dict(
     dataset=dict(data_root='{root}', ann_file='{root}/twice.pkl',
                  data_prefix=dict(_delete_=True, pts='', img='', sp='superpixels'),
                  pipeline=train_pipeline))
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters})
+val_dataloader = dict(
+    batch_size={batch_size}, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='{root}', ann_file='{root}/twice.pkl',
+                 data_prefix=dict(_delete_=True, pts='', img='', sp='superpixels'),
+                 pipeline=train_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters}, val_interval={iters})
 param_scheduler = []
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 default_hooks = dict(logger=dict(interval=1),
@@ -112,4 +118,11 @@ def test_two_gloo_processes_match_one_process(tmp_path, sample_root, gather):
     np.testing.assert_allclose(two, one, rtol=2e-5)
     # with gathering the loss sees the superpixels of both processes
     assert rows_two[0]['num_superpixels'] == rows_one[0]['num_superpixels']
+    # the validation at the last iteration ran on both and gives the same structural gap
+    gap = 'structural_gap/gap_intra'
+    val_one = [r for r in rows_one if gap in r]
+    val_two = [r for r in rows_two if gap in r]
+    assert len(val_one) == len(val_two) == 1
+    np.testing.assert_allclose(val_two[0][gap], val_one[0][gap], rtol=1e-3)
+    assert 0 < val_one[0][gap] < 2
     assert (tmp_path / 'two' / f'iter_{iters}.pth').exists()

@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from tools.train import use_cpu_backend
+    from tools.train import print_rank, use_cpu_backend
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
@@ -52,6 +52,7 @@ def main(argv=None) -> dict:
     cfg.load_from = args.checkpoint
     use_cpu_backend(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    print_rank('test.py')
     return runner.test()
 
 

@@ -92,7 +92,16 @@ def main(argv=None) -> None:
     from mmengine.runner import Runner
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    print_rank('train.py')
     runner.train()
+
+
+def print_rank(tool: str) -> None:
+    """One line per process, so that every rank's log shows it took part."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        print(f'[{tool}] process rank {dist.get_rank()} of {dist.get_world_size()} '
+              f'({dist.get_backend()})', flush=True)
 
 
 if __name__ == '__main__':

@@ -30,3 +30,31 @@ train_dataloader = dict(
         cameras=cameras,
         skip_bad_samples=True,
         pipeline=train_pipeline))
+# pretraining validation (the 100 held-out scenes): the structural gap, no labels needed
+val_pipeline = [
+    dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
+    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
+    dict(type='PointPixelPairing', min_depth=1.0),
+    # the whole image (scale 1, the nuScenes aspect ratio), resized: deterministic
+    dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(1.0, 1.0),
+         ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1),
+    dict(type='PackImageLidarInputs'),
+]
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=8,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='nuscenes_infos_pretrain_val.pkl',
+        data_prefix=data_prefix,
+        cameras=cameras,
+        test_mode=True,
+        pipeline=val_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='StructuralGapMetric')
+test_evaluator = val_evaluator

@@ -141,15 +141,23 @@ class ImageLidarDistiller(BaseModel):
         return out
 
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:
-        """Attach pooled features to the first sample (for label-free metrics) and per-point
-        features to every sample."""
-        pooled, _, point_feats, _ = self.pool(inputs, data_samples)
-        start = 0
+        """Attach to every sample its per-point features (``point_feats`` (N_i, D)) and the
+        pooled features of its own superpixels (``pooled_k``, ``pooled_q`` (M_i, D)), for
+        label-free metrics such as :class:`StructuralGapMetric`. Never gathers."""
+        gather, self.gather_features = self.gather_features, False
+        try:
+            pooled, _, point_feats, _ = self.pool(inputs, data_samples)
+        finally:
+            self.gather_features = gather
+        start, sp_start = 0, 0
         for points, sample in zip(inputs['points'], data_samples):
             n = points.shape[0]
+            sp_end = sp_start + int(sample.metainfo['num_superpixels'])
+            rows = (pooled.ids >= sp_start) & (pooled.ids < sp_end)
             sample.point_feats = point_feats[start:start + n]
-            start += n
-        data_samples[0].set_field(pooled, 'pooled_features', field_type='metainfo')
+            sample.pooled_k = pooled.k[rows]
+            sample.pooled_q = pooled.q[rows]
+            start, sp_start = start + n, sp_end
         return data_samples
 
     def _forward(self, inputs: dict, data_samples: Optional[SampleList] = None) -> Tensor:

@@ -3,7 +3,22 @@ import torch
 import torch.distributed as dist
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
-from torch.distributed.nn.functional import all_reduce
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of every process's input is the summed gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
 
 
 @MODELS.register_module('SyncBN1dAnyDevice')
@@ -25,7 +40,7 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
         xf = x.float()
         stats = torch.cat([xf.sum(0), (xf * xf).sum(0),
                            xf.new_tensor([float(x.shape[0])])])
-        stats = all_reduce(stats)  # sum over processes, gradients summed back
+        stats = _AllReduceSum.apply(stats)  # sum over processes, gradients summed back
         count = stats[-1]
         mean = stats[:c] / count
         var = (stats[c:2 * c] / count - mean * mean).clamp(min=0)
