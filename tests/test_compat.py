@@ -193,3 +193,13 @@ def test_spconv2_weights_load_with_a_prefix(tmp_path):
                     strict=True)
     for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_segmentor_checkpoint_meta_loads_with_weights_only(tmp_path):
+    """mmdet3d segmentors keep the dataset metainfo (a ConfigDict) in the checkpoint meta."""
+    from mmengine.config import ConfigDict
+    meta = dict(dataset_meta=ConfigDict(classes=('car', 'road'), seg_label_mapping={0: 1}))
+    torch.save({'meta': meta, 'state_dict': {'w': torch.ones(2)}}, tmp_path / 'seg.pth')
+    loaded = torch.load(tmp_path / 'seg.pth')  # torch's default: weights_only=True
+    assert loaded['meta']['dataset_meta']['classes'] == ('car', 'road')
+    assert isinstance(loaded['meta']['dataset_meta'], ConfigDict)

@@ -65,7 +65,8 @@ def patch_mmengine_checkpoint_loading() -> None:
 
     An mmengine checkpoint's ``message_hub`` holds :class:`HistoryBuffer` objects whose state
     contains numpy arrays and the buffer's statistics methods, pickled as
-    ``getattr(HistoryBuffer, name)``; ``meta`` may hold numpy scalars. The arrays and scalars
+    ``getattr(HistoryBuffer, name)``; ``meta`` may hold numpy scalars and, for mmdet3d
+    segmentors, the dataset metainfo as a ``ConfigDict``. The arrays and scalars
     are plain data; ``getattr`` is not allowed as such but replaced by a stand-in that only
     returns HistoryBuffer's own methods, so the loader stays safe.
     """
@@ -75,6 +76,7 @@ def patch_mmengine_checkpoint_loading() -> None:
     if add_safe_globals is None:  # torch < 2.4 has no weights_only default to fix
         return
     import numpy as np
+    from mmengine.config.config import ConfigDict
     from mmengine.logging.history_buffer import HistoryBuffer
 
     def history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -84,7 +86,9 @@ def patch_mmengine_checkpoint_loading() -> None:
             return getattr(HistoryBuffer, name)
         raise pickle.UnpicklingError(f'refusing getattr({obj!r}, {name!r}) in a checkpoint')
 
-    safe: list = [HistoryBuffer, np.ndarray, np.dtype, (history_buffer_getattr, 'builtins.getattr')]
+    # ConfigDict: segmentors' checkpoints keep the dataset metainfo of the config in 'meta'
+    safe: list = [HistoryBuffer, ConfigDict, np.ndarray, np.dtype,
+                  (history_buffer_getattr, 'builtins.getattr')]
     try:  # numpy >= 1.25 moved the reconstruct helper; both spellings appear in pickles
         from numpy.core.multiarray import _reconstruct, scalar
         safe += [_reconstruct, scalar]
