@@ -66,11 +66,13 @@ metainfo = dict(classes=('car', 'bicycle', 'motorcycle', 'truck', 'bus', 'person
                 seg_label_mapping=labels_map, max_label=259)
 dataset = dict(type='SemanticKittiDataset', data_root='{root}', ann_file='semantickitti_infos.pkl',
                metainfo=metainfo,
-               data_prefix=dict(pts='sequences/00/velodyne', pts_semantic_mask='sequences/00/labels'),
+               data_prefix=dict(pts='sequences/00/velodyne',
+                                pts_semantic_mask='sequences/00/labels'),
                pipeline=pipeline, ignore_index=19)
-train_dataloader = dict(batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
-                        dataset=dataset)
-val_dataloader = dict(batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+train_dataloader = dict(batch_size=1, num_workers=0,
+                        sampler=dict(type='DefaultSampler', shuffle=True), dataset=dataset)
+val_dataloader = dict(batch_size=1, num_workers=0,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
                       dataset=dict(dataset, test_mode=True))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='SegMetric')

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmdet3d.registry import DATASETS
 
-from conftest import KITTI_SAMPLE, NUSCENES_SAMPLE, REPO_ROOT, require
+from conftest import KITTI_SAMPLE, NUSCENES_SAMPLE, require
 from projects.img2lidar.datasets import BadSampleError
 
 CAMS = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
@@ -171,7 +171,8 @@ def test_bad_superpixel_maps_name_the_file(nus_root, tmp_path):
         _dataset(root, LOAD)[0]
     with open(sp, 'wb') as f:
         np.savez_compressed(f, labels=np.zeros((450, 800), np.uint8))
-    with pytest.raises(ValueError, match=re.escape(f'{sp.name}: superpixel map is 800x450 but its image')):
+    msg = re.escape(f'{sp.name}: superpixel map is 800x450 but its image')
+    with pytest.raises(ValueError, match=msg):
         _dataset(root, LOAD)[0]
 
 

@@ -2,7 +2,6 @@
 backbone in mmdet3d's own segmentors."""
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest

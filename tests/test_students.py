@@ -74,7 +74,8 @@ def test_cylindrical_voxels_match_numpy(nuscenes_sweep):
     offset = 0
     for b, (pts, s) in enumerate(zip(points, samples)):
         p = pts.numpy()
-        polar = np.stack([np.sqrt(p[:, 0]**2 + p[:, 1]**2), np.arctan2(p[:, 1], p[:, 0]), p[:, 2]], 1)
+        polar = np.stack(
+            [np.sqrt(p[:, 0]**2 + p[:, 1]**2), np.arctan2(p[:, 1], p[:, 0]), p[:, 2]], 1)
         c = np.floor((np.clip(polar, pcr[:3], pcr[3:]) - pcr[:3]) / size).astype(np.int64)
         got = voxels['coors'][offset:offset + len(p)].numpy()
         mismatch = (got[:, 1:] != c).any(1)

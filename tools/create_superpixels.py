@@ -6,14 +6,17 @@
 
 Writes one integer map per image to ``<out-dir>/<CAM>/<image stem>.npz`` (compressed uint8
 when the ids fit, uint16 otherwise; ``--format png`` for PNG, which reads about 3x slower), the
-layout :class:`ImageLidarPretrainDataset` reads with ``data_prefix['sp']``. Images whose map exists are skipped, so a killed run resumes. Maps of
-another segmenter (SAM, SEEM, ...) can be used instead: write them with the same layout (or
-``.npy``) and point ``data_prefix['sp']`` at them.
+layout :class:`ImageLidarPretrainDataset` reads with ``data_prefix['sp']``. Images whose map
+exists are skipped, so a killed run resumes. Maps of another segmenter (SAM, SEEM, ...) can be
+used instead: write them with the same layout (or ``.npy`` / PNG) and point
+``data_prefix['sp']`` at them.
 
 SLIC defaults are SLidR's: ``slic(img, n_segments=150, compactness=6, sigma=3.0,
-start_label=0)`` on the RGB image. ``--downscale F`` runs SLIC on the image resized by 1/F
-(INTER_AREA, sigma / F) and upsamples the labels by nearest neighbour: F=2 is about 4x faster
-(tools/benchmark_superpixels.py measures speed and agreement with full resolution).
+start_label=0)`` on the RGB image, computed with OpenCV's Lab conversion and blur (the same
+maps, about 2x faster; ``--preprocess skimage`` for skimage's own). ``--downscale F`` runs SLIC
+on the image resized by 1/F (INTER_AREA, sigma / F) and upsamples the labels by nearest
+neighbour: F=2 is about 4x faster (tools/benchmark_superpixels.py measures speed and agreement
+with full resolution).
 """
 import argparse
 import os

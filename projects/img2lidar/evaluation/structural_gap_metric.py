@@ -1,7 +1,6 @@
 """The 2D/3D structural gap (METHODS.md section 5): a label-free pretraining signal."""
 from typing import Dict, List, Sequence
 
-import torch
 from mmdet3d.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from torch import Tensor

@@ -16,7 +16,8 @@ def read_superpixels(path: str) -> np.ndarray:
     about 3x faster to read than PNG), ``.npy``, or an 8/16-bit PNG.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'superpixel map not found: {path} (run tools/create_superpixels.py)')
+        raise FileNotFoundError(
+            f'superpixel map not found: {path} (run tools/create_superpixels.py)')
     if path.endswith(('.npy', '.npz')):
         try:
             sp = np.load(path)
@@ -84,7 +85,8 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
 
     def __init__(self, with_superpixels: bool = True, decode_scale: int = 1) -> None:
         if decode_scale not in self._FLAGS:
-            raise ValueError(f'decode_scale must be one of {sorted(self._FLAGS)}, got {decode_scale}')
+            raise ValueError(
+                f'decode_scale must be one of {sorted(self._FLAGS)}, got {decode_scale}')
         self.with_superpixels = with_superpixels
         self.decode_scale = decode_scale
 

@@ -25,7 +25,9 @@ def sample_crop(img_hw: Tuple[int, int], scale: Sequence[float],
         w = int(round(math.sqrt(target * aspect)))
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= w_img and 0 < h <= h_img:
-            return int(np.random.randint(0, w_img - w + 1)), int(np.random.randint(0, h_img - h + 1)), w, h
+            x0 = int(np.random.randint(0, w_img - w + 1))
+            y0 = int(np.random.randint(0, h_img - h + 1))
+            return x0, y0, w, h
     in_ratio = w_img / h_img
     if in_ratio < ratio[0]:
         w, h = w_img, int(round(w_img / ratio[0]))
