@@ -111,6 +111,9 @@ def test_infos_splits_and_calibration(tmp_path):
 
     info = infos['pretrain']['data_list'][1]
     assert info['token'] == 'smp0_1'
+    assert (info['scene_name'], info['scene_index']) == ('scene-0061', 0)
+    assert [(d['scene_name'], d['scene_index']) for d in infos['val']['data_list']] == [
+        ('scene-0103', 2)] * 2
     assert info['lidar_points']['lidar_path'] == 'smp0_1__LIDAR_TOP.pcd.bin'
     assert info['pts_semantic_mask_path'] == 'lidarseg/v1.0-mini/sd_smp0_1_lidar_lidarseg.bin'
     assert list(info['images']) == list(CAMERAS)

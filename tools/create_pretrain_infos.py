@@ -42,13 +42,17 @@ def pose(rec: dict) -> np.ndarray:
 
 
 def sample_info(nusc, sample: dict, index: int) -> dict:
-    """The v1.1 info entry of one keyframe."""
+    """The v1.1 info entry of one keyframe (plus ``scene_name`` and ``scene_index``, its
+    scene's position in the scene table, which SLidR's few-shot subsets need)."""
     lidar_sd = nusc.get('sample_data', sample['data']['LIDAR_TOP'])
     lidar2ego = pose(nusc.get('calibrated_sensor', lidar_sd['calibrated_sensor_token']))
     ego2global = pose(nusc.get('ego_pose', lidar_sd['ego_pose_token']))
+    scene = nusc.get('scene', sample['scene_token'])
     info = dict(
         sample_idx=index,
         token=sample['token'],
+        scene_name=scene['name'],
+        scene_index=nusc._token2ind['scene'][scene['token']],
         timestamp=lidar_sd['timestamp'] / 1e6,
         ego2global=ego2global.tolist(),
         lidar_points=dict(

@@ -1,6 +1,9 @@
 """Datasets and transforms for image-to-lidar pretraining."""
 from .bad_sample import BadSampleError
 from .image_lidar_pretrain_dataset import ImageLidarPretrainDataset
+from .nuscenes_lidarseg_dataset import NuScenesLidarSegDataset, few_shot_scenes
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['BadSampleError', 'ImageLidarPretrainDataset']
+__all__ = [
+    'BadSampleError', 'ImageLidarPretrainDataset', 'NuScenesLidarSegDataset', 'few_shot_scenes'
+]
