@@ -30,12 +30,12 @@ def _pretrained_checkpoint(path):
             if k.startswith('backbone.')}
 
 
-def _finetune_config(path, root, ckpt):
+def _finetune_config(path, root, ckpt, model_type='MinkUNet', iters=2):
     path.write_text(f'''
 default_scope = 'mmdet3d'
 custom_imports = dict(imports=['projects.img2lidar'], allow_failed_imports=False)
 model = dict(
-    type='MinkUNet',
+    type='{model_type}',
     data_preprocessor=dict(
         type='PointVoxelDataPreprocessor', voxel=True, voxel_type='minkunet', batch_first=True,
         max_voxels=None,
@@ -78,11 +78,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='SegMetric')
 test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters={iters}, val_interval={iters})
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False))
+                     checkpoint=dict(type='CheckpointHook', interval={iters}, by_epoch=False))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='nccl'))

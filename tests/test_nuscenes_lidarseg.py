@@ -1,4 +1,5 @@
 """The nuScenes lidarseg dataset: raw -> eval mapping and SLidR's few-shot subsets."""
+import os
 import pickle
 
 import numpy as np
@@ -87,3 +88,21 @@ def test_dataset_few_shot_subset_of_700_scenes(tmp_path):
     with pytest.raises(ValueError, match='few_shot must be one of'):
         DATASETS.build(dict(type='NuScenesLidarSegDataset', data_root=str(tmp_path),
                             ann_file=str(ann), few_shot=3, pipeline=[]))
+
+
+def test_semantickitti_one_percent_keeps_every_100th_sorted_scan(tmp_path):
+    scans = [f'sequences/{s:02d}/velodyne/{i:06d}.bin' for s in (0, 1, 2) for i in range(150)]
+    shuffled = list(np.random.default_rng(0).permutation(scans))
+    ann = tmp_path / 'kitti.pkl'
+    with open(ann, 'wb') as f:
+        pickle.dump(dict(metainfo=dict(DATASET='SemanticKITTI'),
+                         data_list=[dict(lidar_points=dict(lidar_path=p, num_pts_feats=4))
+                                    for p in shuffled]), f)
+    ds = DATASETS.build(dict(type='SemanticKittiFewShotDataset', data_root=str(tmp_path),
+                             ann_file=str(ann), every_nth=100, pipeline=[],
+                             metainfo=dict(classes=('car', 'road'), seg_label_mapping={0: 2},
+                                           max_label=1)))
+    kept = [os.path.relpath(ds.get_data_info(i)['lidar_points']['lidar_path'], tmp_path)
+            for i in range(len(ds))]
+    assert kept == sorted(scans)[::100] == [scans[0], scans[100], scans[200], scans[300],
+                                            scans[400]]

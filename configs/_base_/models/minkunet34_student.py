@@ -1,6 +1,6 @@
 # MinkUNet-34 student (SLidR's 3D network: blocks 2,3,4,6; channels 32,64,128,256 /
 # 256,128,96,96) on mmdet3d's MinkUNetBackbone with the spconv backend, cartesian voxels.
-# The voxelization lives in the model's data preprocessor; 'minkunet' voxels here run on CPU and GPU.
+# The voxelization lives in the model's data preprocessor ('minkunet' voxels, CPU and GPU).
 voxel_size = [0.1, 0.1, 0.1]
 model = dict(
     type='ImageLidarDistiller',

@@ -3,6 +3,7 @@ from .data_preprocessors import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .image_lidar_distiller import ImageLidarDistiller
 from .losses import *  # noqa: F401,F403
+from .segmentors import *  # noqa: F401,F403
 from .students import *  # noqa: F401,F403
 from .gather_features import gather_rows
 from .superpixel_pooling import PooledFeatures, superpixel_pooling

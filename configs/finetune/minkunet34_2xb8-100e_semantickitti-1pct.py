@@ -1,0 +1,9 @@
+# Out-of-distribution few-shot: a nuScenes-pretrained minkunet34 finetuned on SemanticKITTI 1%
+# (every 100th sorted scan of sequences 00-07, 09, 10), validated on sequence 08.
+_base_ = [
+    '../_base_/models/minkunet34_segmentor.py', '../_base_/datasets/semantickitti_lidarseg.py',
+    '../_base_/schedules/finetune_sgd_100e.py', '../_base_/default_runtime.py'
+]
+num_classes = 19
+model = dict(decode_head=dict(num_classes=num_classes, ignore_index=num_classes))
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))

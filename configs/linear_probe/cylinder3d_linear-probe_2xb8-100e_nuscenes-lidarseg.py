@@ -1,0 +1,7 @@
+# Linear probing: the pretrained cylinder3d feature extractor frozen and kept in eval mode,
+# only the linear classifier trained (lr 0.05) on 100% of nuScenes lidarseg train.
+_base_ = ['../finetune/cylinder3d_2xb8-100e_nuscenes-lidarseg-100pct.py']
+model = dict(type='LinearProbeCylinder3D')
+optim_wrapper = dict(
+    optimizer=dict(lr=0.05),
+    paramwise_cfg=dict(_delete_=True))
