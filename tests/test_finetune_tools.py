@@ -2,6 +2,9 @@
 pretraining checkpoint, trained and tested with 2 gloo processes on the SemanticKITTI
 fixture (mmdet3d's own SemanticKittiDataset and SegMetric)."""
 import json
+import sys
+
+import pytest
 
 import torch
 from mmdet3d.registry import MODELS
@@ -9,6 +12,8 @@ from mmengine.config import Config
 
 from conftest import REPO_ROOT, SHARED_DATA, require
 from test_distributed import run
+
+PYTHON = sys.executable
 
 BACKBONE = dict(type='MinkUNetBackbone', in_channels=4, num_stages=4, base_channels=16,
                 encoder_channels=[16, 32, 64, 128], encoder_blocks=[1, 1, 1, 1],
@@ -115,3 +120,58 @@ def test_finetune_config_through_dist_tools(tmp_path):
                str(tmp_path / 'test')], env=dict(PORT='29642'))
     assert 'process rank 0 of 2 (gloo)' in res.stdout + res.stderr
     assert 'miou' in (res.stdout + res.stderr)
+
+
+def _cylinder_checkpoint(path):
+    """A distillation checkpoint with a small Cylinder3D student (voxel_encoder.*, backbone.*)."""
+    cfg = Config.fromfile(
+        str(REPO_ROOT / 'configs/st-slidr/stslidr_cylinder3d_resnet50-mocov2_2xb8-50e_nuscenes.py'))
+    cfg.model.student.backbone.base_channels = 8
+    cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.backbone.update(depth=18, base_channels=16, stem_channels=16)
+    cfg.model.image_head.in_channels = 128
+    model = MODELS.build(cfg.model)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize('student', ['minkunet34', 'cylinder3d'])
+def test_shipped_semantickitti_config_trains_and_validates(tmp_path, student):
+    """configs/finetune/*_semantickitti-1pct.py as shipped (one epoch on the fixture), starting
+    from a pretraining checkpoint, through tools/train.py."""
+    root = require(SHARED_DATA / 'semantickitti_fixture')
+    config = f'configs/finetune/{student}_2xb8-100e_semantickitti-1pct.py'
+    ckpt = tmp_path / 'pretrained.pth'
+    if student == 'minkunet34':
+        backbone = _pretrained_checkpoint(ckpt)
+        init = ['model.backbone.init_cfg.checkpoint=' + str(ckpt)]
+        sizes = ['model.backbone.base_channels=16',
+                 'model.backbone.encoder_channels=[16,32,64,128]',
+                 'model.backbone.encoder_blocks=[1,1,1,1]',
+                 'model.backbone.decoder_channels=[128,64,48,48]',
+                 'model.backbone.decoder_blocks=[1,1,1,1]', 'model.decode_head.channels=48']
+    else:
+        state = _cylinder_checkpoint(ckpt)
+        backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+        init = ['model.init_cfg.checkpoint=' + str(ckpt)]
+        sizes = ['model.backbone.base_channels=8', 'model.decode_head.channels=32']
+    data = [f'{split}_dataloader.dataset.{k}' for split in ('train', 'val')
+            for k in (f'data_root={root}', 'ann_file=semantickitti_infos.pkl',
+                      'data_prefix.pts=sequences/00/velodyne',
+                      'data_prefix.pts_semantic_mask=sequences/00/labels')]
+    run([PYTHON, 'tools/train.py', config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+         *init, *sizes, *data, 'train_dataloader.dataset.every_nth=1',
+         'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0',
+         'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+         'val_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
+         'train_cfg.val_interval=1', 'param_scheduler.0.T_max=1'])
+    logs = sorted((tmp_path / 'work').glob('*/vis_data/scalars.json'))
+    with open(logs[-1]) as f:
+        rows = [json.loads(line) for line in f]
+    assert any(k.endswith('loss_lovasz') for r in rows for k in r)
+    assert any('miou' in r for r in rows)
+    state = torch.load(tmp_path / 'work' / 'epoch_1.pth', map_location='cpu')['state_dict']
+    # one SGD step from the pretrained weights: close to them, not equal
+    k = next(k for k in backbone if k.endswith('weight') and backbone[k].dim() > 1)
+    assert not torch.equal(state['backbone.' + k], backbone[k])
+    assert (state['backbone.' + k] - backbone[k]).abs().max() < 0.1
