@@ -107,7 +107,8 @@ fi
 "$PY" - <<'PYEOF'
 import importlib.metadata as md
 import torch
-names = ["torch", "mmcv", "mmengine", "mmdet", "mmdet3d", "spconv", "spconv-cu120", "nuscenes-devkit", "numpy"]
+names = ["torch", "mmcv", "mmengine", "mmdet", "mmdet3d", "spconv", "spconv-cu120", "nuscenes-devkit",
+         "transformers", "numpy"]
 vers = []
 for n in names:
     try:
