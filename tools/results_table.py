@@ -38,6 +38,8 @@ def protocol_of(config_text: str, config_name: str) -> str:
         return 'zero-shot'
     if 'linear-probe' in name or 'LinearProbe' in config_text:
         return 'linear probe'
+    if 'demo' in name:
+        return 'few-shot finetune'
     if 'semantickitti' in name or 'SemanticKitti' in config_text:
         m = re.search(r'every_nth\s*=\s*(\d+)', config_text)
         return f'SemanticKITTI {100 // int(m.group(1))}%' if m else 'SemanticKITTI'
@@ -112,6 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument('work_dirs', nargs='+')
     parser.add_argument('--labels', nargs='+', help='method label of each work dir')
     parser.add_argument('--out', help='also write the tables to this markdown file')
+    parser.add_argument('--json', help='also write {method: {protocol: mIoU %}} to this file')
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.work_dirs):
         parser.error('give one label per work dir')
@@ -125,6 +128,12 @@ def main(argv=None) -> int:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             f.write(text + '\n')
+    if args.json:
+        table: Dict[str, Dict[str, float]] = {}
+        for method, protocol, metrics in rows:
+            table.setdefault(method, {})[protocol] = round(100 * metrics['miou'], 2)
+        with open(args.json, 'w') as f:
+            json.dump(table, f, indent=2)
     return 0
 
 
