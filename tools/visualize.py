@@ -76,8 +76,9 @@ def sample_and_model(args):
                              data_root=osp.abspath(args.data_root),
                              data_prefix=dict(ds_cfg.data_prefix, sp=osp.abspath(sp_dir)),
                              pipeline=pipeline, test_mode=True))
+    # no init_weights: the checkpoint holds every weight (the teacher's too), and a config's
+    # init_cfg may name files that only exist where it was trained
     model = MODELS.build(cfg.model)
-    model.init_weights()
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
     return ds[args.index], model.eval()
 
@@ -134,8 +135,7 @@ def bev_labels(args):
         dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
     ds = DATASETS.build(dict(ds_cfg, data_root=osp.abspath(args.data_root),
                              ann_file=osp.abspath(args.ann_file), pipeline=pipeline))
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = MODELS.build(cfg.model)  # weights from the checkpoint, see sample_and_model
     load_checkpoint(model, args.segmentor_checkpoint, map_location='cpu', strict=False)
     model.eval()
     sample = ds[args.index]
