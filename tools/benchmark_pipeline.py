@@ -35,11 +35,11 @@ def main(argv=None) -> int:
     import projects.img2lidar  # noqa: F401
     from mmdet3d.registry import DATASETS
     from mmdet3d.utils import register_all_modules
-    from tools.create_superpixels import main as make_superpixels
+    from projects.img2lidar.preparation.superpixels import create_superpixels
     register_all_modules(init_default_scope=True)
     cv2.setNumThreads(1)
-    make_superpixels([args.ann_file, '--data-root', args.data_root, '--img-prefix', '',
-                      '--out-dir', args.sp_root, '--workers', '1', '--downscale', '2'])
+    create_superpixels(args.ann_file, args.data_root, args.sp_root, img_prefix='', workers=1,
+                       downscale=2)
     pipeline = [
         dict(type='LoadLidarPoints', load_dim=5),
         dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=args.decode_scale),

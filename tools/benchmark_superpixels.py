@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from tools.create_superpixels import slic_superpixels  # noqa: E402
+from projects.img2lidar.preparation.superpixels import slic_superpixels  # noqa: E402
 
 
 def asa(pred: np.ndarray, ref: np.ndarray) -> float:

@@ -31,8 +31,8 @@ class ImageLidarPretrainDataset(BaseDataset):
         superpixel_suffix (str): '.npz' (what tools/create_superpixels.py writes), '.npy' or
             '.png' (8/16-bit). Defaults to '.npz'.
         skip_bad_samples (bool): Log, count and replace samples that raise
-            :class:`BadSampleError` (NaN/inf coordinates, too few pairs) instead of failing.
-            Defaults to False.
+            :class:`BadSampleError` (NaN/inf point values or calibration, too few pairs)
+            instead of failing. Defaults to False.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset` (``pipeline``,
             ``test_mode``, ``indices``, ...).
     """
@@ -65,6 +65,7 @@ class ImageLidarPretrainDataset(BaseDataset):
             raise KeyError(f'{self.ann_file}: sample {info.get("token", info.get("sample_idx"))} '
                            f'has no image for cameras {missing}')
         data = dict(
+            info_file=self.ann_file,
             sample_idx=info.get('sample_idx'),
             token=info.get('token'),
             lidar_path=osp.join(self._prefix('pts'), info['lidar_points']['lidar_path']),

@@ -23,7 +23,8 @@ class LoadLidarPoints(BaseTransform):
     Raises:
         FileNotFoundError: The file does not exist.
         ValueError: The file size is not a whole number of points.
-        BadSampleError: A coordinate is NaN or infinite (skippable by the dataset).
+        BadSampleError: A value of a used column (coordinates, intensity, ...) is NaN or
+            infinite (skippable by the dataset).
     """
 
     def __init__(self, load_dim: int = 5, use_dim: Optional[List[int]] = None) -> None:
@@ -40,11 +41,15 @@ class LoadLidarPoints(BaseTransform):
             raise ValueError(f'{path}: size {size} bytes is not a whole number of points of '
                              f'{self.load_dim} float32 ({point_bytes} bytes)')
         points = np.fromfile(path, dtype=np.float32).reshape(-1, self.load_dim)
-        if not np.isfinite(points[:, :3]).all():
-            bad = int((~np.isfinite(points[:, :3])).any(1).sum())
-            raise BadSampleError(f'{path}: {bad} points have NaN or infinite coordinates')
         if self.use_dim is not None:
             points = points[:, self.use_dim]
+        finite = np.isfinite(points)
+        if not finite.all():
+            # every used column counts: a non-finite intensity is as bad as a coordinate
+            bad = int((~finite).any(1).sum())
+            cols = sorted(set(np.nonzero(~finite)[1].tolist()))
+            raise BadSampleError(f'{path}: {bad} points have NaN or infinite values (in used '
+                                 f'column(s) {cols} of {points.shape[1]})')
         results['points'] = np.ascontiguousarray(points)
         return results
 

@@ -8,31 +8,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
-
-def read_superpixels(path: str) -> np.ndarray:
-    """Read an integer superpixel map, (H, W), in its stored integer type.
-
-    Formats: ``.npz`` (compressed, key ``labels``; what tools/create_superpixels.py writes,
-    about 3x faster to read than PNG), ``.npy``, or an 8/16-bit PNG.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f'superpixel map not found: {path} (run tools/create_superpixels.py)')
-    if path.endswith(('.npy', '.npz')):
-        try:
-            sp = np.load(path)
-            if path.endswith('.npz'):
-                sp = sp['labels']
-        except Exception as e:  # noqa: BLE001 - name the file whatever numpy says
-            raise ValueError(f'{path}: unreadable superpixel map ({e})') from e
-    else:
-        sp = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if sp is None:
-            raise ValueError(f'{path}: unreadable superpixel map')
-    if sp.ndim != 2 or not np.issubdtype(sp.dtype, np.integer):
-        raise ValueError(f'{path}: a superpixel map must be a 2D integer image, got '
-                         f'{sp.dtype} of shape {sp.shape}')
-    return sp
+from .superpixel_map import compact_superpixel_ids, read_superpixels
 
 
 def _image_size(head: bytes, path: str) -> Tuple[int, int]:
@@ -63,8 +39,9 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
     Required keys: ``img_paths`` and, with superpixels, ``sp_paths`` (one per camera).
     Added keys: ``img`` (list of (H / s, W / s, 3) uint8, BGR as OpenCV reads), ``img_shape``
     (list of the full-resolution (H, W), the frame of every pixel coordinate),
-    ``img_decode_scale`` (s), ``superpixels`` (list of (H, W) integer maps) and
-    ``superpixel_sizes`` (max id + 1 of each map).
+    ``img_decode_scale`` (s), ``superpixels`` (list of (H, W) integer maps with compact ids
+    0..n-1, see :func:`compact_superpixel_ids`; -1 marks ignored pixels) and
+    ``superpixel_sizes`` (n of each map).
 
     Args:
         with_superpixels (bool): Load the maps. Defaults to True.
@@ -74,6 +51,10 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
             full-resolution positions. Use it only when a crop-resize that shrinks by at least
             s follows (224x416 crops of >= 30% of a 1600x900 image shrink by >= 2.1).
             Defaults to 1.
+        negative_superpixels (str): What a negative id in a map means: ``'error'`` (the
+            default: a ``ValueError`` naming the file) or ``'ignore'`` (unassigned pixels, as
+            mask generators leave them: they belong to no superpixel, and pairs on them are
+            left out of superpixel pooling).
 
     Raises:
         FileNotFoundError: An image or map is missing.
@@ -83,12 +64,17 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
     _FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
               8: cv2.IMREAD_REDUCED_COLOR_8}
 
-    def __init__(self, with_superpixels: bool = True, decode_scale: int = 1) -> None:
+    def __init__(self, with_superpixels: bool = True, decode_scale: int = 1,
+                 negative_superpixels: str = 'error') -> None:
         if decode_scale not in self._FLAGS:
             raise ValueError(
                 f'decode_scale must be one of {sorted(self._FLAGS)}, got {decode_scale}')
+        if negative_superpixels not in ('error', 'ignore'):
+            raise ValueError("negative_superpixels must be 'error' or 'ignore', got "
+                             f'{negative_superpixels!r}')
         self.with_superpixels = with_superpixels
         self.decode_scale = decode_scale
+        self.negative_superpixels = negative_superpixels
 
     def _read_image(self, path: str) -> Tuple[np.ndarray, Tuple[int, int]]:
         """The (possibly reduced) image and its full-resolution (H, W)."""
@@ -110,15 +96,17 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
         results['img_shape'] = [hw for _, hw in loaded]
         results['img_decode_scale'] = self.decode_scale
         if self.with_superpixels:
-            sps = []
+            sps, sizes = [], []
             for hw, ipath, spath in zip(results['img_shape'], results['img_paths'],
                                         results['sp_paths']):
                 sp = read_superpixels(spath)
                 if sp.shape != tuple(hw):
                     raise ValueError(f'{spath}: superpixel map is {sp.shape[1]}x{sp.shape[0]} but '
                                      f'its image {ipath} is {hw[1]}x{hw[0]}')
+                sp, n = compact_superpixel_ids(sp, spath, self.negative_superpixels)
                 sps.append(sp)
+                sizes.append(n)
             results['superpixels'] = sps
             # id range of each full map, fixed before any crop so that ids stay unique
-            results['superpixel_sizes'] = [int(sp.max()) + 1 for sp in sps]
+            results['superpixel_sizes'] = sizes
         return results

@@ -5,6 +5,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
+from ..bad_sample import BadSampleError
+
 
 def to_homogeneous(mat) -> np.ndarray:
     """A 3x3 or 4x4 (or 3x4) matrix as 4x4 float64."""
@@ -60,12 +62,31 @@ class PointPixelPairing(BaseTransform):
 
     Args:
         min_depth (float): Minimum depth in metres. Defaults to 1.0.
+
+    Raises:
+        BadSampleError: A camera's calibration is not finite (skippable by the dataset).
     """
 
     def __init__(self, min_depth: float = 1.0) -> None:
         self.min_depth = min_depth
 
+    @staticmethod
+    def check_calibration(results: dict) -> None:
+        """Raise :class:`BadSampleError` when a camera's ``cam2img`` or ``lidar2cam`` is not
+        finite (a NaN matrix would silently drop every pair of that camera)."""
+        names = results.get('cam_names') or [str(c) for c in range(len(results['cam2img']))]
+        for cam, k, e in zip(names, results['cam2img'], results['lidar2cam']):
+            for what, mat in (('cam2img', k), ('lidar2cam', e)):
+                mat = np.asarray(mat, dtype=np.float64)
+                if not np.isfinite(mat).all():
+                    raise BadSampleError(
+                        f"{results.get('info_file', '<info>')}: sample "
+                        f"{results.get('token', results.get('sample_idx'))} "
+                        f"({results.get('lidar_path')}): camera {cam} has a non-finite {what} "
+                        f'({int((~np.isfinite(mat)).sum())} of {mat.size} entries)')
+
     def transform(self, results: dict) -> dict:
+        self.check_calibration(results)
         xyz = results['points'][:, :3]
         point, cam, pixel, superpixel = [], [], [], []
         sps: List[np.ndarray] = results.get('superpixels')
