@@ -1,128 +1,86 @@
-"""Real multi-process pretraining: tools/dist_train.sh with 2 gloo processes on CPU."""
+"""Real multi-process pretraining and validation: tools/dist_train.sh and tools/dist_test.sh with
+2 gloo processes on CPU against one process holding both samples.
+
+Tolerances come from what the two runs share, not from a measured pass:
+
+- Training: at iteration 1 both runs hold the same weights and the same data and differ only in
+  the order of float32 reductions (sparse-convolution GEMMs over one or two clouds, the
+  gathered loss, DDP's all-reduce); at iteration 2 their weights differ by the rounding of one
+  step's gradient. Float32 rounding (eps = 1.2e-7) grown through the network stays near 1e-7
+  relative (2e-7 was measured on two CPUs); ``rtol = 1e-5`` leaves two orders of magnitude. From
+  iteration 3 on, the training dynamics amplify the rounding (5e-6 at iteration 3 on one CPU,
+  more on others), so later iterations are not compared: they do not test gathering, only chaos.
+- Validation: both runs evaluate the same checkpoint, so the only differences are again float32
+  rounding of the unit-norm features (~1e-6). The structural gap averages |a_ij - b_ij| of dot
+  products of unit vectors, so its difference is at most twice the largest dot-product error:
+  ``atol = 1e-5`` bounds it with margin, on a gap of a few hundredths.
+"""
 import json
-import os
-import pickle
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from mmdet3d.registry import MODELS
+from mmengine.config import Config
 
-from conftest import NUSCENES_SAMPLE, REPO_ROOT, require
+from conftest import (read_scalars, run_tool, values, write_info,
+                      write_small_pretrain_config as write_config)
 
 PYTHON = sys.executable
-
-
-def make_sample_root(root: Path, copies: int = 2) -> Path:
-    """The real nuScenes sample, listed ``copies`` times in one info file, with superpixels."""
-    from tools.create_superpixels import main as create_superpixels
-    src = require(NUSCENES_SAMPLE)
-    for f in src.iterdir():
-        os.symlink(f, root / f.name)
-    ann = next(src.glob('*.pkl'))
-    with open(ann, 'rb') as f:
-        info = pickle.load(f)
-    info['data_list'] = info['data_list'] * copies
-    with open(root / 'twice.pkl', 'wb') as f:
-        pickle.dump(info, f)
-    create_superpixels([str(ann), '--data-root', str(root), '--img-prefix', '', '--out-dir',
-                        str(root / 'superpixels'), '--workers', '1', '--downscale', '4'])
-    return root
-
-
-def write_config(path: Path, root: Path, iters: int, batch_size: int, gather: bool) -> Path:
-    """A small, deterministic pretraining config inheriting the repository's ST-SLidR one."""
-    base = REPO_ROOT / 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
-    path.write_text(f'''
-_base_ = ['{base}']
-model = dict(
-    gather_features={gather},
-    sync_bn=True,
-    student=dict(backbone=dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
-                               encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
-                               decoder_blocks=[1, 1, 1, 1])),
-    teacher=dict(checkpoint=None, backbone=dict(depth=18, base_channels=16, stem_channels=16)),
-    image_head=dict(in_channels=128))
-# deterministic data: the full image (scale 1, its own aspect ratio), no flips, no rotation
-train_pipeline = [
-    dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
-    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
-    dict(type='PointPixelPairing', min_depth=1.0),
-    dict(type='PairedRandomResizedCrop', size=(112, 208), scale=(1.0, 1.0),
-         ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1),
-    dict(type='PairedCloudAugmentation', rotation=False, flip_x_prob=0.0, flip_y_prob=0.0),
-    dict(type='PackImageLidarInputs'),
-]
-train_dataloader = dict(
-    batch_size={batch_size}, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(data_root='{root}', ann_file='{root}/twice.pkl',
-                 data_prefix=dict(_delete_=True, pts='', img='', sp='superpixels'),
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size={batch_size}, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root='{root}', ann_file='{root}/twice.pkl',
-                 data_prefix=dict(_delete_=True, pts='', img='', sp='superpixels'),
-                 pipeline=train_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters}, val_interval={iters})
-param_scheduler = []
-optim_wrapper = dict(optimizer=dict(lr=0.05))
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval={iters}, by_epoch=False))
-log_processor = dict(window_size=1, by_epoch=False)
-randomness = dict(seed=0)
-''')
-    return path
-
-
-def read_losses(work_dir: Path, key: str = 'loss_st'):
-    logs = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    assert logs, f'no log in {work_dir}'
-    with open(logs[-1]) as f:
-        rows = [json.loads(line) for line in f]
-    return [r[key] for r in rows if key in r], rows
-
-
-def run(cmd, env=None, timeout=600):
-    res = subprocess.run(cmd, cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS='1',
-                                                       **(env or {})),
-                         capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
-
-
-@pytest.fixture(scope='module')
-def sample_root(tmp_path_factory):
-    return make_sample_root(tmp_path_factory.mktemp('twice'))
+ROUNDING_RTOL = 1e-5  # see the module doc
+GAP_ATOL = 1e-5
 
 
 @pytest.mark.parametrize('gather', [True, False])
-def test_two_gloo_processes_match_one_process(tmp_path, sample_root, gather):
+def test_two_gloo_processes_match_one_process(tmp_path, nuscenes_root, gather):
     """With ``gather_features`` two processes of one sample each give the loss of one process
     holding both samples (negatives from the global batch); without it (the reference
     behaviour) each process's loss is that of its local batch alone."""
-    iters = 3
-    single = write_config(tmp_path / 'single.py', sample_root, iters,
+    iters = 2
+    ann = write_info(tmp_path / 'twice.pkl', nuscenes_root, copies=2)
+    single = write_config(tmp_path / 'single.py', nuscenes_root, ann, iters,
                           batch_size=2 if gather else 1, gather=gather)
-    double = write_config(tmp_path / 'double.py', sample_root, iters, batch_size=1,
+    double = write_config(tmp_path / 'double.py', nuscenes_root, ann, iters, batch_size=1,
                           gather=gather)
-    run([PYTHON, 'tools/train.py', str(single), '--work-dir', str(tmp_path / 'one')])
-    run(['bash', 'tools/dist_train.sh', str(double), '2', '--work-dir', str(tmp_path / 'two')],
-        env=dict(PORT=str(29611 + int(gather))))
-    one, rows_one = read_losses(tmp_path / 'one')
-    two, rows_two = read_losses(tmp_path / 'two')
+    run_tool([PYTHON, 'tools/train.py', str(single), '--work-dir', str(tmp_path / 'one')])
+    run_tool(['bash', 'tools/dist_train.sh', str(double), '2', '--work-dir',
+              str(tmp_path / 'two')], env=dict(PORT=str(29611 + int(gather))))
+    rows_one, rows_two = read_scalars(tmp_path / 'one'), read_scalars(tmp_path / 'two')
+    one, two = values(rows_one, 'loss_st'), values(rows_two, 'loss_st')
     print(f'gather={gather}\none process: {one}\ntwo processes: {two}')
     assert len(one) == len(two) == iters
-    np.testing.assert_allclose(two, one, rtol=2e-5)
+    np.testing.assert_allclose(two, one, rtol=ROUNDING_RTOL, atol=0)
     # with gathering the loss sees the superpixels of both processes
-    assert rows_two[0]['num_superpixels'] == rows_one[0]['num_superpixels']
-    # the validation at the last iteration ran on both and gives the same structural gap
-    gap = 'structural_gap/gap_intra'
-    val_one = [r for r in rows_one if gap in r]
-    val_two = [r for r in rows_two if gap in r]
-    assert len(val_one) == len(val_two) == 1
-    np.testing.assert_allclose(val_two[0][gap], val_one[0][gap], rtol=1e-3)
-    assert 0 < val_one[0][gap] < 2
+    assert values(rows_two, 'num_superpixels') == values(rows_one, 'num_superpixels')
     assert (tmp_path / 'two' / f'iter_{iters}.pth').exists()
+
+
+def _test_metrics(work_dir: Path) -> dict:
+    logs = [p for p in work_dir.glob('*/*.json')]
+    assert len(logs) == 1, logs
+    with open(logs[0]) as f:
+        return json.load(f)
+
+
+def test_two_process_validation_matches_one_process(tmp_path, nuscenes_root):
+    """The structural gap of tools/dist_test.sh (2 processes, one sample each) equals that of
+    tools/test.py (one process, both samples) on the same checkpoint."""
+    ann = write_info(tmp_path / 'twice.pkl', nuscenes_root, copies=2)
+    single = write_config(tmp_path / 'single.py', nuscenes_root, ann, 1, 2, gather=True)
+    double = write_config(tmp_path / 'double.py', nuscenes_root, ann, 1, 1, gather=True)
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(single)).model)
+    model.init_weights()
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    run_tool([PYTHON, 'tools/test.py', str(single), str(ckpt), '--work-dir',
+              str(tmp_path / 'one')])
+    run_tool(['bash', 'tools/dist_test.sh', str(double), str(ckpt), '2', '--work-dir',
+              str(tmp_path / 'two')], env=dict(PORT='29615'))
+    one, two = _test_metrics(tmp_path / 'one'), _test_metrics(tmp_path / 'two')
+    print(f'one process: {one}\ntwo processes: {two}')
+    for key in ('structural_gap/gap_intra', 'structural_gap/gap_cross'):
+        assert 0 < one[key] < 2
+        assert abs(two[key] - one[key]) <= GAP_ATOL, (key, one[key], two[key])

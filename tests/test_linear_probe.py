@@ -4,14 +4,13 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from conftest import SHARED_DATA, require
-from test_finetune_tools import _finetune_config, _pretrained_checkpoint
+from conftest import SHARED_DATA, finetune_config, pretrained_distiller_checkpoint, require
 
 
 def test_linear_probe_freezes_backbone_and_trains_classifier(tmp_path):
     root = require(SHARED_DATA / 'semantickitti_fixture')
-    pretrained = _pretrained_checkpoint(tmp_path / 'pretrained.pth')
-    cfg_path = _finetune_config(tmp_path / 'probe.py', root, tmp_path / 'pretrained.pth',
+    pretrained = pretrained_distiller_checkpoint(tmp_path / 'pretrained.pth')
+    cfg_path = finetune_config(tmp_path / 'probe.py', root, tmp_path / 'pretrained.pth',
                                 model_type='LinearProbeMinkUNet', iters=4)
     cfg = Config.fromfile(str(cfg_path))
     cfg.work_dir = str(tmp_path / 'work')

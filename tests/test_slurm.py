@@ -8,20 +8,19 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT
-from test_distributed import make_sample_root, write_config
+from conftest import REPO_ROOT, write_info, write_small_pretrain_config
 
 pytestmark = pytest.mark.skipif(
     os.environ.get('IMG2LIDAR_SLURM_TEST') != '1',
     reason='set IMG2LIDAR_SLURM_TEST=1 to start a local Slurm cluster (root needed)')
 
 
-def test_slurm_train_and_test_with_two_tasks(tmp_path):
+def test_slurm_train_and_test_with_two_tasks(tmp_path, nuscenes_root):
     if os.geteuid() != 0:
         pytest.skip('the Slurm test needs root')
-    (tmp_path / 'data').mkdir()
-    root = make_sample_root(tmp_path / 'data')
-    config = write_config(tmp_path / 'slurm.py', root, iters=2, batch_size=1, gather=True)
+    ann = write_info(tmp_path / 'twice.pkl', nuscenes_root, copies=2)
+    config = write_small_pretrain_config(tmp_path / 'slurm.py', nuscenes_root, ann, iters=2,
+                                         batch_size=1, gather=True)
     res = subprocess.run(['bash', str(REPO_ROOT / 'tests/slurm/run_slurm_localhost.sh'),
                           str(config), str(tmp_path / 'run')], capture_output=True, text=True,
                          timeout=900)

@@ -17,6 +17,9 @@ import sys
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+#: --amp swaps an optimizer wrapper for its mixed-precision sibling
+AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper',
+                'FiniteCheckOptimWrapper': 'FiniteCheckAmpOptimWrapper'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,11 +57,12 @@ def build_cfg(args: argparse.Namespace):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        kind = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if kind in AMP_WRAPPERS.values():
             print_log('AMP is already enabled in the config', logger='current',
                       level=logging.WARNING)
         else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.type = AMP_WRAPPERS.get(kind, 'AmpOptimWrapper')
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.sync_bn != 'none':
         cfg.sync_bn = args.sync_bn

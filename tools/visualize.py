@@ -12,7 +12,8 @@ Writes, for one sample of any info file in this project's layout:
 - ``features_pca.png``: the student's point features reduced to RGB by PCA and drawn at their
   pixels, next to the 2D head's pixel features reduced by the same PCA (fitted on both, so equal
   colours mean similar features);
-- ``bev_labels.png`` (with a segmentor): a bird's-eye view of ground-truth and predicted labels.
+- ``bev_labels.png`` (with a segmentor): a bird's-eye view of ground-truth and predicted labels,
+  with a legend of the classes shown (name and colour).
 """
 import argparse
 import os
@@ -50,7 +51,7 @@ def sample_and_model(args):
     from mmdet3d.registry import DATASETS, MODELS
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
-    from tools.create_superpixels import slic_superpixels, write_labels
+    from projects.img2lidar.preparation.superpixels import slic_superpixels, write_labels
     cfg = Config.fromfile(args.pretrain_config)
     ds_cfg = cfg.train_dataloader.dataset
     sp_dir = osp.join(args.out_dir, 'superpixels')
@@ -85,17 +86,21 @@ def sample_and_model(args):
 
 def features_and_superpixels(args, sample, model):
     from mmengine.dataset import pseudo_collate
+
+    from projects.img2lidar.models import collate_pairs
     data = model.data_preprocessor(pseudo_collate([sample]), False)
     with torch.no_grad():
-        _, pairs, point_feats, pixel_feats = model.pool(data['inputs'], data['data_samples'])
+        point_feats = model.extract_point_feat(data['inputs'], data['data_samples'])
+        _, pixel_feats = model.extract_img_feat(data['inputs'])
+        pairs = collate_pairs(data['inputs']['points'], data['data_samples'])
     ds = sample['data_samples']
     cams = ds.metainfo['cam_names']
     c = cams.index(args.camera) if args.camera in cams else 0
     img = sample['inputs']['img'][c].permute(1, 2, 0).numpy().copy()  # BGR
     sp = ds.superpixels[c].numpy()
-    rows = (pairs['image'] == c).numpy()
-    pix = pairs['pixel'].numpy()[rows]
-    pts = sample['inputs']['points'].numpy()[pairs['point'].numpy()[rows]]
+    rows = (pairs.image == c).numpy()
+    pix = pairs.pixel.numpy()[rows]
+    pts = sample['inputs']['points'].numpy()[pairs.point.numpy()[rows]]
     # (a) superpixel boundaries and points by depth
     bound = np.zeros(sp.shape, bool)
     bound[:, 1:] |= sp[:, 1:] != sp[:, :-1]
@@ -108,7 +113,7 @@ def features_and_superpixels(args, sample, model):
     a = draw_points(a, pix, cmap)
     cv2.imwrite(osp.join(args.out_dir, 'superpixels_points.png'), a)
     # (b) PCA of student point features and teacher-side pixel features, one basis
-    pf = point_feats.numpy()[pairs['point'].numpy()[rows]]
+    pf = point_feats.numpy()[pairs.point.numpy()[rows]]
     pxf = pixel_feats[c].permute(1, 2, 0).numpy()
     hh, ww = pxf.shape[:2]
     fit = np.concatenate([pf, pxf.reshape(-1, pxf.shape[-1])[::7]])
@@ -155,11 +160,45 @@ def bev_labels(args):
         canvas[v[ok], u[ok]] = palette[np.clip(labels[ok], 0, len(palette) - 1)][:, ::-1]
         cv2.putText(canvas, title, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
         panels.append(canvas)
-    valid = gt < len(ds.metainfo['classes'])
+    classes = list(ds.metainfo['classes'])
+    valid = gt < len(classes)
     acc = float((pred[valid] == gt[valid]).mean())
+    present = sorted(set(np.unique(gt[valid]).tolist()) | set(
+        np.unique(pred[pred < len(classes)]).tolist()))
+    legend = bev_legend([classes[c] for c in present], palette[present], size)
     cv2.imwrite(osp.join(args.out_dir, 'bev_labels.png'), np.concatenate(
-        [panels[0], np.full((size, 8, 3), 255, np.uint8), panels[1]], 1))
+        [panels[0], np.full((size, 8, 3), 255, np.uint8), panels[1],
+         np.full((size, 8, 3), 255, np.uint8), legend], 1))
     return acc
+
+
+def bev_legend(names, colors_rgb: np.ndarray, height: int, width: int = 190) -> np.ndarray:
+    """A legend panel (BGR): one colour swatch and class name per row, for the classes shown.
+
+    Args:
+        names (list[str]): Class names, in the order to list them.
+        colors_rgb (np.ndarray): Their palette colours, (len(names), 3) RGB.
+        height (int): Panel height in pixels (rows that do not fit are summarised).
+        width (int): Panel width in pixels.
+
+    Returns:
+        np.ndarray: (height, width, 3) uint8, BGR.
+    """
+    panel = np.zeros((height, width, 3), np.uint8)
+    cv2.putText(panel, 'classes', (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    row_h = 16
+    fits = max((height - 24) // row_h, 1)
+    shown = list(zip(names, colors_rgb))
+    if len(shown) > fits:
+        shown = shown[:fits - 1]
+    for i, (name, rgb) in enumerate(shown):
+        y = 24 + i * row_h
+        cv2.rectangle(panel, (5, y), (17, y + 11), tuple(int(v) for v in rgb[::-1]), -1)
+        cv2.putText(panel, name, (23, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    if len(shown) < len(names):
+        cv2.putText(panel, f'... {len(names) - len(shown)} more', (5, 24 + len(shown) * row_h + 10),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    return panel
 
 
 def main(argv=None) -> int:
