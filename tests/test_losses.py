@@ -3,9 +3,12 @@
 Expected values are computed here with plain python (``math`` and loops over lists), either in
 closed form or by the scalar helpers below, never with the vectorised code under test.
 """
+import json
 import math
+from pathlib import Path
 from typing import List, Optional, Sequence
 
+import numpy as np
 import pytest
 import torch
 from mmdet3d.registry import MODELS
@@ -13,7 +16,7 @@ from mmdet3d.registry import MODELS
 from projects.img2lidar.models.losses import (ClassAgnosticBalancing, PPKTLoss, RelationalLoss,
                                               SemanticallyTolerantLoss, SimilarityLoss,
                                               SuperpixelInfoNCELoss)
-from projects.img2lidar.models.losses.superpixel_infonce_loss import logsumexp_, row_quantile
+from projects.img2lidar.models.losses.utils import logsumexp_, row_quantile
 
 TAU = 0.07
 # The closed forms use tau = 0.5: with tau = 0.07 their values (~1e-6) are below float32
@@ -466,3 +469,57 @@ def test_empty_input_gives_zero():
     for head in all_heads(None).values():
         loss = head(k, torch.zeros(0, 4), torch.zeros(0, 3))
         assert loss.item() == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Values before the losses became compositions of one InfoNCE core (issue 11)
+# ---------------------------------------------------------------------------------------------
+REFERENCE = Path(__file__).parent / 'fixtures' / 'loss_values_before_refactor.json'
+REFERENCE_CONFIGS = {
+    'infonce': dict(type='SuperpixelInfoNCELoss', chunk_size=64),
+    'infonce_cb': dict(type='SuperpixelInfoNCELoss', chunk_size=64, balancing=CB),
+    'st_quantile': dict(type='SemanticallyTolerantLoss', chunk_size=64),
+    'st_quantile_exclude': dict(type='SemanticallyTolerantLoss', chunk_size=64, min_quantile=0.05,
+                                masked_negatives='exclude'),
+    'st_quantile_cb': dict(type='SemanticallyTolerantLoss', chunk_size=64, balancing=CB),
+    'st_continuous': dict(type='SemanticallyTolerantLoss', chunk_size=64,
+                          tolerance='continuous'),
+    'st_continuous_exclude_cb': dict(type='SemanticallyTolerantLoss', chunk_size=64,
+                                     tolerance='continuous', masked_negatives='exclude',
+                                     balancing=CB),
+    'relational': dict(type='RelationalLoss', lambda_cross=0.3, lambda_intra=2.0,
+                       loss_weight=1.5, chunk_size=64),
+    'relational_detach_q': dict(type='RelationalLoss', detach_q=True, chunk_size=64),
+    'ppkt': dict(type='PPKTLoss', num_pairs=100, seed=5, chunk_size=64),
+    'similarity': dict(type='SimilarityLoss', loss_weight=2.0),
+}
+
+
+def _reference_inputs(m=300, d=16, e_dim=32, seed=0):
+    """numpy's Generator gives the same numbers on every machine."""
+    rng = np.random.default_rng(seed)
+    k = rng.standard_normal((m, d))
+    k /= np.linalg.norm(k, axis=1, keepdims=True)
+    q = rng.standard_normal((m, d))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    e = np.maximum(rng.standard_normal((m, e_dim)), 0)
+    e[7] = e[3]
+    e[11] = 0
+    probe_k, probe_q = rng.standard_normal((m, d)), rng.standard_normal((m, d))
+    return [torch.tensor(a, dtype=torch.float32) for a in (k, q, e, probe_k, probe_q)]
+
+
+@pytest.mark.parametrize('name', list(REFERENCE_CONFIGS))
+def test_values_and_gradients_equal_those_before_the_refactor(name):
+    """Recorded with the code before the refactor (commit 3b8f1ee) on these inputs: the value
+    and two gradient probes (sum of gradient times a fixed random tensor) of every loss. Only
+    float32 rounding may differ (rtol 1e-5); on the recording machine they were bit-equal."""
+    ref = json.loads(REFERENCE.read_text())[name]
+    k0, q0, e, probe_k, probe_q = _reference_inputs()
+    k, q = k0.clone().requires_grad_(), q0.clone().requires_grad_()
+    loss = MODELS.build(REFERENCE_CONFIGS[name])(k, q, e)
+    loss.backward()
+    assert loss.item() == pytest.approx(ref['value'], rel=1e-5)
+    assert float((k.grad * probe_k).sum()) == pytest.approx(ref['grad_k'], rel=1e-5, abs=1e-6)
+    grad_q = 0.0 if q.grad is None else float((q.grad * probe_q).sum())
+    assert grad_q == pytest.approx(ref['grad_q'], rel=1e-5, abs=1e-6)

@@ -7,8 +7,18 @@ Examples::
     python tools/benchmark_losses.py --device cuda        # M = 1000, 4000 and 14400
 
 Inputs are random: k and q are L2-normalised (M, D) leaves that require grad (D = 64), e is a
-non-negative (M, E) teacher feature (E = 2048, like ResNet-50's post-ReLU stage 4). PPKT gets
+non-negative (M, E) teacher feature (E = 2048, like ResNet-50's post-ReLU stage 4) drawn
+around 20 centres of unequal frequency (see :func:`make_inputs`), so that class-agnostic
+balancing has votes to count. PPKT gets
 M point-pixel pairs and draws ``num_pairs = 4096`` of them.
+
+``stslidr_reference`` is ST-SLidR's own code path for ST + CB
+(``loss_superpixel_stslidr_classbalance`` in TRAILab/ST-SLidR's ``pretrain/lightning_trainer.py``),
+re-expressed operation by operation with the same tensors (two (M, M) similarity products, the
+row drop by ``index_select``, ``torch.quantile`` over rows, the boolean and ``nonzero`` masking,
+unreduced cross-entropy, the vote clone and the weighted dot product). The table ends with the
+speed and memory ratios of this project's ``st_quantile+cb`` against it, and checks that both
+give the same value.
 
 Peak memory:
   * CUDA: ``torch.cuda.max_memory_allocated`` during the step minus the allocated memory before
@@ -53,7 +63,55 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 HEAD_NAMES = ('slidr_infonce', 'slidr_infonce+cb', 'st_quantile', 'st_continuous',
-              'st_quantile+cb', 'relational', 'ppkt', 'similarity')
+              'st_quantile+cb', 'relational', 'ppkt', 'similarity', 'stslidr_reference')
+
+
+def stslidr_reference(k, q, e, tau: float = 0.07, min_quantile: float = 0.01,
+                      max_quantile: float = 1.0, threshold: float = 0.5):
+    """ST-SLidR's class-balanced tolerant loss as its reference code computes it.
+
+    The order and shape of every operation follow ``loss_superpixel_stslidr_classbalance``
+    (and the helpers it calls), so that time and peak memory are those of that code path;
+    the arithmetic is the one of ``SemanticallyTolerantLoss(tolerance='quantile',
+    masked_negatives='zero_logit', balancing=ClassAgnosticBalancing(0.5))``.
+
+    Args:
+        k (Tensor): Pooled 3D features, (M, D).
+        q (Tensor): Pooled 2D features, (M, D).
+        e (Tensor): Pooled teacher features, (M, E).
+
+    Returns:
+        Tensor: The weighted loss.
+    """
+    import torch
+    import torch.nn.functional as F
+    feats = F.normalize(e, p=2, dim=1)
+    cosine_sim = feats @ feats.t()  # the tolerant mask's similarity
+    feats = F.normalize(e, p=2, dim=1)
+    cosine_sim_balance = feats @ feats.t()  # the same product again, for the votes
+    keep = torch.where(torch.sum(cosine_sim, dim=1) != 0.0)[0]
+    cosine_sim = cosine_sim.index_select(0, keep).index_select(1, keep)
+    cosine_sim_balance = cosine_sim_balance.index_select(0, keep).index_select(1, keep)
+    k, q = k.index_select(0, keep), q.index_select(0, keep)
+    logits = torch.mm(k, q.transpose(1, 0))
+    target = torch.arange(logits.shape[0], device=logits.device)
+    out = torch.div(logits, tau)
+    weight = 1.0 - cosine_sim
+    min_value = torch.quantile(weight, q=min_quantile, dim=1)
+    max_value = torch.quantile(weight, q=max_quantile, dim=1)
+    weight[weight < min_value.view(-1, 1)] = 0.0
+    weight[weight > max_value.view(-1, 1)] = 0.0
+    weight[torch.nonzero(weight, as_tuple=True)] = 1.0
+    weight.fill_diagonal_(1.0)
+    out = out * weight
+    loss = F.cross_entropy(out.contiguous(), target, reduction='none')
+    similarity = cosine_sim_balance.clone()
+    similarity[similarity < threshold] = 0.0
+    votes = similarity.sum(dim=1)
+    votes = votes - votes.min()
+    votes = votes / votes.max()
+    anchor_weights = 1.0 - votes
+    return torch.dot(loss, anchor_weights) / anchor_weights.sum()
 
 
 def build_heads(chunk_size: int) -> Dict[str, Callable]:
@@ -72,6 +130,7 @@ def build_heads(chunk_size: int) -> Dict[str, Callable]:
         'relational': RelationalLoss(chunk_size=chunk_size),
         'ppkt': PPKTLoss(chunk_size=chunk_size, seed=0),
         'similarity': SimilarityLoss(),
+        'stslidr_reference': stslidr_reference,
     }
 
 
@@ -143,12 +202,19 @@ class MemoryProbe:
 # Benchmark
 # ---------------------------------------------------------------------------------------------
 def make_inputs(m: int, d: int, e_dim: int, device, seed: int):
+    """Unit k and q (M, D) that require grad, and teacher features e (M, E) >= 0 with the
+    structure of a scene: 20 'classes' of very unequal frequency (road-like regions are
+    frequent), each a noisy copy of its centre, so that teacher similarities within a class
+    pass class-agnostic balancing's 0.5 threshold and votes differ between anchors."""
     import torch
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(seed)
     k = F.normalize(torch.randn(m, d, generator=g), dim=1).to(device).requires_grad_()
     q = F.normalize(torch.randn(m, d, generator=g), dim=1).to(device).requires_grad_()
-    e = torch.relu(torch.randn(m, e_dim, generator=g)).to(device)
+    freq = 1.0 / torch.arange(1, 21, dtype=torch.float32)
+    labels = torch.multinomial(freq, m, replacement=True, generator=g)
+    centers = torch.randn(20, e_dim, generator=g)
+    e = torch.relu(centers[labels] + 0.6 * torch.randn(m, e_dim, generator=g)).to(device)
     return k, q, e
 
 
@@ -226,6 +292,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'|{"-" * 20}|{"-" * 8}|{"-" * 12}|{"-" * 11}|')
     for name, m, seconds, mib in rows:
         print(f'| {name:<18} | {m:>6} | {seconds * 1e3:>10.1f} | {mib:>9.1f} |')
+    by = {(name, m): (seconds, mib) for name, m, seconds, mib in rows}
+    ours, ref = 'st_quantile+cb', 'stslidr_reference'
+    compared = [m for m in sizes if (ours, m) in by and (ref, m) in by]
+    if compared:
+        print(f'\n# {ours} against ST-SLidR\'s code path ({ref}), same inputs')
+        print('| M | speed-up | peak memory ratio | |value difference| / value |')
+        print('|---:|---:|---:|---:|')
+        for m in compared:
+            (t_o, m_o), (t_r, m_r) = by[(ours, m)], by[(ref, m)]
+            k, q, e = make_inputs(m, args.dim, args.teacher_dim, device, args.seed)
+            with torch.no_grad():
+                v_o, v_r = heads[ours](k, q, e).item(), heads[ref](k, q, e).item()
+            print(f'| {m} | {t_r / t_o:.2f}x | {m_o / max(m_r, 1e-9):.2f} | '
+                  f'{abs(v_o - v_r) / abs(v_r):.1e} |')
 
 
 if __name__ == '__main__':

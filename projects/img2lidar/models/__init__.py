@@ -1,16 +1,20 @@
 """Registered model parts of img2lidar."""
 from .data_preprocessors import *  # noqa: F401,F403
+from .distillation_features import DistillationFeatures, PairFeatures, PooledFeatures
+from .gather_features import gather_counts, gather_rows
 from .heads import *  # noqa: F401,F403
 from .image_lidar_distiller import ImageLidarDistiller
 from .losses import *  # noqa: F401,F403
+from .point_pixel_pairs import BatchPairs, collate_pairs, pair_features
 from .segmentors import *  # noqa: F401,F403
 from .students import *  # noqa: F401,F403
-from .gather_features import gather_rows
-from .superpixel_pooling import PooledFeatures, superpixel_pooling
+from .superpixel_pooling import nearest_resize_labels, superpixel_pooling
 from .sync_batch_norm import SyncBatchNorm1d, convert_sync_batchnorm
 from .teachers import *  # noqa: F401,F403
 
 __all__ = [
-    'ImageLidarDistiller', 'PooledFeatures', 'superpixel_pooling', 'gather_rows',
-    'SyncBatchNorm1d', 'convert_sync_batchnorm'
+    'ImageLidarDistiller', 'DistillationFeatures', 'PooledFeatures', 'PairFeatures',
+    'BatchPairs', 'collate_pairs', 'pair_features', 'superpixel_pooling',
+    'nearest_resize_labels', 'gather_rows', 'gather_counts', 'SyncBatchNorm1d',
+    'convert_sync_batchnorm'
 ]

@@ -1,5 +1,5 @@
 """All-gather of variable-length feature rows across processes, with gradients."""
-from typing import List
+from typing import List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -54,3 +54,22 @@ def gather_rows(x: Tensor) -> Tensor:
     full = _AllGatherRows.apply(padded)
     step = max(sizes_)
     return torch.cat([full[r * step:r * step + n] for r, n in enumerate(sizes_)])
+
+
+def gather_counts(values: Sequence[int], device: torch.device) -> List[List[int]]:
+    """The integers ``values`` of every process, in rank order, with one all-gather.
+
+    Args:
+        values (Sequence[int]): This process's integers (the same number on every process).
+        device (torch.device): Where the backend communicates (CUDA for nccl).
+
+    Returns:
+        list[list[int]]: One list per rank; ``[list(values)]`` without a process group.
+    """
+    world = _world()
+    if world == 1:
+        return [list(values)]
+    mine = torch.tensor(list(values), dtype=torch.long, device=device)
+    parts = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(parts, mine)
+    return [[int(v) for v in p] for p in parts]

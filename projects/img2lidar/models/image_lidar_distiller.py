@@ -1,5 +1,5 @@
 """The pretraining model: student, frozen teacher, 2D head and loss heads."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import torch
 from mmdet3d.registry import MODELS
@@ -8,38 +8,40 @@ from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from .gather_features import gather_rows
-from .superpixel_pooling import PooledFeatures, superpixel_pooling
+from ..engine import record_batch
+from .distillation_features import LEVELS, DistillationFeatures
+from .point_pixel_pairs import collate_pairs, pair_features
+from .student_checkpoint import register_student_layout
+from .superpixel_pooling import superpixel_pooling
 from .sync_batch_norm import convert_sync_batchnorm
-
-#: children whose checkpoint keys keep their own prefix; the student's are stored at the top
-OWN_PREFIXES = ('teacher.', 'image_head.', 'losses.', 'data_preprocessor.')
 
 
 @MODELS.register_module()
 class ImageLidarDistiller(BaseModel):
     """Self-supervised image-to-lidar distillation (SLidR, ST-SLidR, relational, baselines).
 
-    One ``losses`` entry per loss head switches the method; every loss gets the pooled
-    superpixel features (k, q, e) of :func:`superpixel_pooling`, except heads with
-    ``input_level = 'pair'`` (PPKT), which get one row per point-pixel pair.
+    One ``losses`` entry per loss head switches the method. Every step builds one
+    :class:`DistillationFeatures` with the levels the heads declare
+    (:class:`DistillationLoss`: pooled superpixel features and/or point-pixel pairs), pooling
+    the raw teacher features only when a head reads them, and hands it to every head.
 
     The student's parameters are stored at the top level of checkpoints (``backbone.*``,
     ``voxel_encoder.*``, ``projection.*``), exactly as mmdet3d's MinkUNet and Cylinder3D
     segmentors name theirs, so a segmentor loads a pretrained backbone with
-    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` and no conversion.
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` and no conversion
+    (see :mod:`.student_checkpoint`).
 
     Args:
         student (dict): 3D student config (``MinkUNetStudent`` or ``Cylinder3DStudent``).
-        teacher (dict): Frozen image teacher config (``FrozenImageTeacher``).
+        teacher (dict): Frozen image teacher config (``FrozenImageTeacher``, ...).
         image_head (dict): Trainable 2D head config (``ImageProjectionHead``).
         losses (dict): Name -> loss config; names should contain 'loss' to be optimised.
         data_preprocessor (dict): ``PointVoxelDataPreprocessor`` config (voxels and images).
-        gather_features (bool): In distributed training, gather the pooled superpixel features
-            of every process before the losses, so negatives and relational matrices span the
-            global batch and every process computes the global loss (gradients flow back
-            through the gather). False (the default) is the reference behaviour: each process
-            uses its local batch. Pair-level heads (PPKT) always stay local.
+        gather_features (bool): In distributed training, gather every field of the step's
+            features across processes before the losses, so negatives and relational matrices
+            span the global batch and every process computes the global loss (gradients flow
+            back through the gather). False (the default) is the reference behaviour: each
+            process uses its local batch.
         sync_bn (bool): Synchronise the student's BatchNorm statistics across processes
             (:class:`SyncBatchNorm1d`, CPU and GPU). Defaults to False.
         init_cfg (dict, optional): Initialisation config.
@@ -62,102 +64,117 @@ class ImageLidarDistiller(BaseModel):
         self.teacher = MODELS.build(teacher)
         self.image_head = MODELS.build(image_head)
         self.losses = nn.ModuleDict({name: MODELS.build(cfg) for name, cfg in losses.items()})
-        self._register_state_dict_hook(_flatten_student_keys)
-        self._register_load_state_dict_pre_hook(_nest_student_keys)
+        for name, head in self.losses.items():
+            if not hasattr(head, 'required_levels'):
+                raise TypeError(f'losses.{name} ({type(head).__name__}) is not a '
+                                'DistillationLoss: it must declare what it consumes')
+            if getattr(head, 'uses_teacher_features', False) and \
+                    'superpixel' not in head.required_levels():
+                raise ValueError(f'losses.{name}: teacher features are pooled per superpixel '
+                                 'only; use the superpixel level')
+        self.levels = tuple(lv for lv in LEVELS if any(
+            lv in head.required_levels() for head in self.losses.values()))
+        self.pool_teacher = any(head.uses_teacher_features for head in self.losses.values())
+        register_student_layout(self)
 
     # -- features ---------------------------------------------------------------------------
     def extract_point_feat(self, inputs: dict, data_samples: SampleList) -> Tensor:
         """Student features of every point of the batch, (sum N_i, D), unit norm."""
         return self.student(inputs['voxels'], [s.point2voxel_map for s in data_samples])
 
-    def extract_img_feat(self, inputs: dict):
+    def extract_img_feat(self, inputs: dict) -> Tuple[Tensor, Tensor]:
         """Teacher features (I, E, h, w) and 2D-head features (I, D, H, W) of all images."""
         imgs = inputs['imgs']
         imgs = imgs.flatten(0, 1) if imgs.dim() == 5 else imgs
         teacher_feats = self.teacher(imgs)
         return teacher_feats, self.image_head(teacher_feats, imgs.shape[-2:])
 
-    @staticmethod
-    def batch_pairs(inputs: dict, data_samples: SampleList) -> Dict[str, Tensor]:
-        """Pairs and superpixel maps of the batch with batch-wide indices.
+    def extract_features(self,
+                         inputs: dict,
+                         data_samples: SampleList,
+                         gather: bool,
+                         levels: Optional[Iterable[str]] = None,
+                         pool_teacher: Optional[bool] = None) -> DistillationFeatures:
+        """Run student, teacher and head and build the step's features.
 
-        Point indices are shifted by the points of the previous samples, image indices by
-        their images, and superpixel ids by their ``num_superpixels``, so that ids are unique
-        across the images of every sample of the batch.
-
-        Returns:
-            dict: ``point`` (P,), ``image`` (P,), ``pixel`` (P, 2) as (x, y), ``superpixel``
-            (P,) and ``superpixels`` (I, H, W).
-        """
-        point_off = img_off = sp_off = 0
-        out: Dict[str, List[Tensor]] = dict(point=[], image=[], pixel=[], superpixel=[],
-                                            superpixels=[])
-        for points, sample in zip(inputs['points'], data_samples):
-            pairs = sample.pairs
-            out['point'].append(pairs.point + point_off)
-            out['image'].append(pairs.cam + img_off)
-            out['pixel'].append(pairs.pixel)
-            out['superpixel'].append(pairs.superpixel + sp_off)
-            out['superpixels'].append(sample.superpixels + sp_off)
-            point_off += points.shape[0]
-            img_off += sample.superpixels.shape[0]
-            sp_off += int(sample.metainfo['num_superpixels'])
-        return {k: torch.cat(v) for k, v in out.items()}
-
-    def pool(self, inputs: dict, data_samples: SampleList):
-        """Run student, teacher and head, and pool over superpixels.
+        Args:
+            inputs (dict): ``points``, ``voxels`` and ``imgs`` from the data preprocessor.
+            data_samples (list[:obj:`Det3DDataSample`]): With ``pairs`` and maps.
+            gather (bool): Gather every field across processes.
+            levels (Iterable[str], optional): Levels to build; those of the losses when None.
+            pool_teacher (bool, optional): Pool the raw teacher features ``e``; when a loss
+                reads them if None.
 
         Returns:
-            tuple: :class:`PooledFeatures`, the batch pairs, point features (N, D) and
-            pixel features (I, D, H, W).
+            DistillationFeatures: The step's features.
         """
         point_feats = self.extract_point_feat(inputs, data_samples)
+        feats = self.build_features(point_feats, inputs, data_samples, levels, pool_teacher)
+        return feats.gather() if gather else feats
+
+    def build_features(self,
+                       point_feats: Tensor,
+                       inputs: dict,
+                       data_samples: SampleList,
+                       levels: Optional[Iterable[str]] = None,
+                       pool_teacher: Optional[bool] = None) -> DistillationFeatures:
+        """The local (not gathered) features of a batch from its point features.
+
+        Args:
+            point_feats (Tensor): Student features of every point, (sum N_i, D).
+            inputs (dict): ``points`` and ``imgs`` from the data preprocessor.
+            data_samples (list[:obj:`Det3DDataSample`]): With ``pairs`` and maps.
+            levels (Iterable[str], optional): Levels to build; those of the losses when None.
+            pool_teacher (bool, optional): Pool ``e``; when a loss reads it if None.
+
+        Returns:
+            DistillationFeatures: The batch's features.
+        """
+        levels = self.levels if levels is None else tuple(levels)
+        pool_teacher = self.pool_teacher if pool_teacher is None else pool_teacher
         teacher_feats, pixel_feats = self.extract_img_feat(inputs)
-        pairs = self.batch_pairs(inputs, data_samples)
-        pooled = superpixel_pooling(point_feats, pixel_feats, teacher_feats,
-                                    pairs['superpixels'], pairs['point'], pairs['superpixel'])
-        if self.gather_features:
-            pooled = PooledFeatures(k=gather_rows(pooled.k), q=gather_rows(pooled.q),
-                                    e=gather_rows(pooled.e), ids=pooled.ids,
-                                    num_pairs=pooled.num_pairs)
-        return pooled, pairs, point_feats, pixel_feats
+        pairs = collate_pairs(inputs['points'], data_samples)
+        return DistillationFeatures(
+            superpixel=superpixel_pooling(point_feats, pixel_feats,
+                                          teacher_feats if pool_teacher else None, pairs)
+            if 'superpixel' in levels else None,
+            pair=pair_features(point_feats, pixel_feats, pairs) if 'pair' in levels else None)
 
     # -- modes --------------------------------------------------------------------------------
     def loss(self, inputs: dict, data_samples: SampleList) -> Dict[str, Tensor]:
-        """Named losses plus logged figures (``num_superpixels``, ``pos_sim``)."""
-        pooled, pairs, point_feats, pixel_feats = self.pool(inputs, data_samples)
+        """Named loss terms plus logged figures (``num_superpixels``, ``pos_sim``).
+
+        A head's term ``'loss'`` is logged under the head's config name, any other term ``t``
+        as ``<name>_<t>``.
+        """
+        feats = self.extract_features(inputs, data_samples, gather=self.gather_features)
         out: Dict[str, Tensor] = {}
         for name, head in self.losses.items():
-            if getattr(head, 'input_level', 'superpixel') == 'pair':
-                k = point_feats.index_select(0, pairs['point'])
-                q = pixel_feats[pairs['image'], :, pairs['pixel'][:, 1], pairs['pixel'][:, 0]]
-                out[name] = head(k, q)
-            else:
-                out[name] = head(pooled.k, pooled.q, pooled.e)
-        with torch.no_grad():
-            out['num_superpixels'] = torch.tensor(float(pooled.k.shape[0]),
-                                                  device=pooled.k.device)
-            out['pos_sim'] = (pooled.k * pooled.q).sum(1).mean()
+            for term, value in head.loss(feats).items():
+                out[name if term == 'loss' else f'{name}_{term}'] = value
+        record_batch([s.metainfo.get('lidar_path') for s in data_samples], out)
+        sp = feats.superpixel
+        if sp is not None:
+            with torch.no_grad():
+                out['num_superpixels'] = torch.tensor(float(sp.k.shape[0]), device=sp.k.device)
+                out['pos_sim'] = (sp.k * sp.q).sum(1).mean()
         return out
 
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:
         """Attach to every sample its per-point features (``point_feats`` (N_i, D)) and the
         pooled features of its own superpixels (``pooled_k``, ``pooled_q`` (M_i, D)), for
         label-free metrics such as :class:`StructuralGapMetric`. Never gathers."""
-        gather, self.gather_features = self.gather_features, False
-        try:
-            pooled, _, point_feats, _ = self.pool(inputs, data_samples)
-        finally:
-            self.gather_features = gather
-        start, sp_start = 0, 0
-        for points, sample in zip(inputs['points'], data_samples):
+        point_feats = self.extract_point_feat(inputs, data_samples)
+        sp = self.build_features(point_feats, inputs, data_samples, levels=('superpixel', ),
+                                 pool_teacher=False).superpixel
+        start = 0
+        for b, (points, sample) in enumerate(zip(inputs['points'], data_samples)):
             n = points.shape[0]
-            sp_end = sp_start + int(sample.metainfo['num_superpixels'])
-            rows = (pooled.ids >= sp_start) & (pooled.ids < sp_end)
+            rows = sp.sample_rows(b)
             sample.point_feats = point_feats[start:start + n]
-            sample.pooled_k = pooled.k[rows]
-            sample.pooled_q = pooled.q[rows]
-            start, sp_start = start + n, sp_end
+            sample.pooled_k = sp.k[rows]
+            sample.pooled_q = sp.q[rows]
+            start += n
         return data_samples
 
     def _forward(self, inputs: dict, data_samples: Optional[SampleList] = None) -> Tensor:
@@ -173,18 +190,3 @@ class ImageLidarDistiller(BaseModel):
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
         raise RuntimeError(f'Invalid mode "{mode}": loss, predict or tensor')
-
-
-def _flatten_student_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata):
-    """State-dict hook: ``student.backbone.x`` -> ``backbone.x`` (mmdet3d segmentor layout)."""
-    head = prefix + 'student.'
-    for key in [k for k in state_dict if k.startswith(head)]:
-        state_dict[prefix + key[len(head):]] = state_dict.pop(key)
-    return state_dict
-
-
-def _nest_student_keys(state_dict: dict, prefix: str, *args, **kwargs) -> None:
-    """Load pre-hook, the inverse of :func:`_flatten_student_keys`."""
-    own = tuple(prefix + p for p in OWN_PREFIXES) + (prefix + 'student.', )
-    for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(own)]:
-        state_dict[prefix + 'student.' + key[len(prefix):]] = state_dict.pop(key)

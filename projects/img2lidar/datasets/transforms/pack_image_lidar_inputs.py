@@ -5,19 +5,20 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from mmdet3d.structures import Det3DDataSample, PointData
 
-META_KEYS = ('sample_idx', 'token', 'lidar_path', 'img_paths', 'sp_paths', 'cam_names', 'cam2img',
-             'lidar2cam', 'img_shape', 'img_aug', 'pcd_aug_matrix', 'point_ids', 'num_superpixels')
+META_KEYS = ('sample_idx', 'token', 'info_file', 'lidar_path', 'img_paths', 'sp_paths',
+             'cam_names', 'cam2img', 'lidar2cam', 'img_shape', 'img_aug', 'pcd_aug_matrix',
+             'point_ids', 'superpixel_sizes')
 
 
 @TRANSFORMS.register_module()
 class PackImageLidarInputs(BaseTransform):
     """Pack points, images, superpixels and pairs for the distillation model.
 
-    Superpixel ids are made unique across the images of the sample: image c's ids are shifted
-    by the sum of (max id + 1) of the full (uncropped) maps of images 0..c-1, in the maps and
-    in the pairs alike;
-    ``num_superpixels`` in the metainfo is the sample's id range, so the model shifts whole
-    samples the same way when it batches them.
+    Superpixel ids stay per image (``0..n_c-1``, -1 for ignored pixels, as
+    :class:`LoadMultiViewImagesAndSuperpixels` relabels them) in the maps and in the pairs;
+    ``superpixel_sizes`` in the metainfo holds each image's count ``n_c`` of the full
+    (uncropped) map. The model makes them unique across the batch in one place
+    (:func:`projects.img2lidar.models.point_pixel_pairs.collate_pairs`).
 
     Returns:
         dict: ``inputs`` with ``points`` (N, C) float32 and ``img`` (N_cam, 3, H, W) uint8 (BGR);
@@ -38,14 +39,9 @@ class PackImageLidarInputs(BaseTransform):
         fields = dict(point=torch.from_numpy(pairs['point']), cam=torch.from_numpy(pairs['cam']),
                       pixel=torch.from_numpy(pairs['pixel']))
         if 'superpixels' in results:
-            sizes = results['superpixel_sizes']
-            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            sps = np.stack([
-                sp.astype(np.int64) + o for sp, o in zip(results['superpixels'], offsets)
-            ])
-            sample.superpixels = torch.from_numpy(sps)
-            fields['superpixel'] = torch.from_numpy(pairs['superpixel'] + offsets[pairs['cam']])
-            results['num_superpixels'] = int(sum(sizes))
+            sample.superpixels = torch.from_numpy(
+                np.stack([sp.astype(np.int64) for sp in results['superpixels']]))
+            fields['superpixel'] = torch.from_numpy(pairs['superpixel'].astype(np.int64))
         sample.pairs = PointData(**fields)
         sample.set_metainfo({k: results[k] for k in META_KEYS if k in results})
         points = torch.from_numpy(np.ascontiguousarray(results['points'], dtype=np.float32))

@@ -14,9 +14,11 @@ reference divides 0 by 0 this module is defined instead: when all votes are equa
 ``equal_rtol``) every weight is 1, and a weighted mean with all weights 0 falls back to the
 unweighted mean. No input gives NaN.
 
-The module is used by :class:`SuperpixelInfoNCELoss` and :class:`SemanticallyTolerantLoss`
-through their ``balancing`` argument; they feed it similarity rows chunk by chunk
-(:meth:`votes`), then turn the votes into weights (:meth:`weights_from_votes`).
+The module supplies anchor weights to the InfoNCE core (:mod:`.infonce_core`) of
+:class:`SuperpixelInfoNCELoss` and :class:`SemanticallyTolerantLoss` through their
+``balancing`` argument: the core feeds it similarity rows chunk by chunk (:meth:`votes`),
+turns the votes into weights (:meth:`weights_from_votes`) and reduces the per-anchor losses
+with :meth:`weighted_mean`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from .superpixel_infonce_loss import normalize_teacher, row_chunks, teacher_similarity
+from .utils import normalize_teacher, row_chunks, teacher_similarity
 
 
 @MODELS.register_module()

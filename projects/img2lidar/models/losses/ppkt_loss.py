@@ -7,6 +7,8 @@ other drawn pairs::
     z_ij = <k_i, q_j> / tau
     L = (1/P') sum_i -log( exp(z_ii) / sum_j exp(z_ij) ),   P' = min(P, num_pairs)
 
+It is a pair sampler in front of the InfoNCE core of :mod:`.infonce_core`.
+
 Random draw: when there are more than ``num_pairs`` pairs, ``num_pairs`` of them are sampled
 uniformly **without replacement** with ``torch.randperm``. The generator is, in order of
 priority: the ``generator`` argument of :meth:`PPKTLoss.forward`, the loss's own CPU generator
@@ -21,15 +23,17 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
-from .superpixel_infonce_loss import SuperpixelInfoNCELoss, check_pair
+from .distillation_loss import DistillationLoss
+from .infonce_core import infonce_anchor_losses
+from .utils import as_float32, autocast_off, check_pair, empty_loss
 
 
 @MODELS.register_module()
-class PPKTLoss(SuperpixelInfoNCELoss):
+class PPKTLoss(DistillationLoss):
     """Point-to-pixel InfoNCE over a random subset of the point-pixel pairs.
 
-    ``input_level = 'pair'``: the distillation model gives it one row per point-pixel pair
-    (the point's student feature and the 2D-head feature at its pixel), not superpixels.
+    Consumes the ``'pair'`` level: one row per point-pixel pair (the point's student feature
+    and the 2D-head feature at its pixel).
 
     Args:
         num_pairs (int): Pairs drawn per call. Defaults to 4096.
@@ -39,21 +43,26 @@ class PPKTLoss(SuperpixelInfoNCELoss):
             Defaults to 4096.
         seed (int, optional): Seed of a private CPU generator for the draw; None uses the
             global RNG. Defaults to None.
+        level (str, optional): Feature level; only ``'pair'``.
     """
 
-    input_level = 'pair'
+    levels = ('pair', )
 
     def __init__(self,
                  num_pairs: int = 4096,
                  tau: float = 0.07,
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = 4096,
-                 seed: Optional[int] = None) -> None:
-        super().__init__(tau=tau, loss_weight=loss_weight, chunk_size=chunk_size,
-                         balancing=None)
+                 seed: Optional[int] = None,
+                 level: Optional[str] = None) -> None:
+        super().__init__(loss_weight=loss_weight, level=level)
         if num_pairs < 1:
             raise ValueError(f'num_pairs must be >= 1, got {num_pairs}')
+        if tau <= 0:
+            raise ValueError(f'tau must be positive, got {tau}')
         self.num_pairs = int(num_pairs)
+        self.tau = float(tau)
+        self.chunk_size = chunk_size
         self.generator: Optional[torch.Generator] = None
         if seed is not None:
             self.generator = torch.Generator().manual_seed(int(seed))
@@ -80,7 +89,11 @@ class PPKTLoss(SuperpixelInfoNCELoss):
         if idx is not None:
             idx = idx.to(k.device)
             k, q = k.index_select(0, idx), q.index_select(0, idx)
-        return super().forward(k, q, None)
+        with autocast_off(k.device):
+            k, q = as_float32(k, q)
+            losses, _ = infonce_anchor_losses(k, q, self.tau, self.chunk_size)
+            loss = losses.mean() if losses.numel() else empty_loss(k, q)
+        return self.loss_weight * loss
 
     def sample_pairs(self,
                      num_available: int,
@@ -102,4 +115,5 @@ class PPKTLoss(SuperpixelInfoNCELoss):
         return torch.randperm(num_available, generator=gen)[:self.num_pairs]
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f', num_pairs={self.num_pairs}'
+        return (f'num_pairs={self.num_pairs}, tau={self.tau}, loss_weight={self.loss_weight}, '
+                f'chunk_size={self.chunk_size}')

@@ -18,15 +18,17 @@ from typing import Dict, Optional
 
 import torch
 from mmdet3d.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
-from .superpixel_infonce_loss import (as_float32, autocast_off, check_pair, empty_loss,
-                                      row_chunks, run_chunk)
+from .distillation_loss import DistillationLoss
+from .utils import as_float32, autocast_off, check_pair, empty_loss, row_chunks, run_chunk
 
 
 @MODELS.register_module()
-class RelationalLoss(nn.Module):
+class RelationalLoss(DistillationLoss):
     """Relational distillation loss (cross-modal + intra-modal similarity structures).
+
+    Its two weighted terms are logged separately (``<name>_cross`` and ``<name>_intra``).
 
     Args:
         lambda_cross (float): Weight of ``L(C_cross)``. Defaults to 1.0.
@@ -42,6 +44,7 @@ class RelationalLoss(nn.Module):
             gradient, the trivial optimum is every k and q equal to one vector (measured on the
             demo world: the loss reaches ~0.005 with positive similarity 0.998 and the features
             are useless), so the relational configs set it. Defaults to False.
+        level (str, optional): Feature level; only ``'superpixel'``.
     """
 
     def __init__(self,
@@ -50,11 +53,11 @@ class RelationalLoss(nn.Module):
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = 4096,
                  detach_target: bool = False,
-                 detach_q: bool = False) -> None:
-        super().__init__()
+                 detach_q: bool = False,
+                 level: Optional[str] = None) -> None:
+        super().__init__(loss_weight=loss_weight, level=level)
         self.lambda_cross = float(lambda_cross)
         self.lambda_intra = float(lambda_intra)
-        self.loss_weight = float(loss_weight)
         self.chunk_size = chunk_size
         self.detach_target = bool(detach_target)
         self.detach_q = bool(detach_q)
@@ -74,6 +77,22 @@ class RelationalLoss(nn.Module):
         terms = self.components(k, q.detach() if self.detach_q else q)
         return self.loss_weight * (self.lambda_cross * terms['cross'] +
                                    self.lambda_intra * terms['intra'])
+
+    def terms(self, k: Tensor, q: Tensor, e: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The two weighted terms, ``cross`` and ``intra`` (their sum is :meth:`forward`).
+
+        Args:
+            k (Tensor): Pooled 3D features, shape (M, D).
+            q (Tensor): Pooled 2D-head features, shape (M, D).
+            e (Tensor, optional): Ignored.
+
+        Returns:
+            dict[str, Tensor]: ``loss_weight * lambda_cross * L(C_cross)`` and
+            ``loss_weight * lambda_intra * L(C_intra)``.
+        """
+        terms = self.components(k, q.detach() if self.detach_q else q)
+        return dict(cross=self.loss_weight * self.lambda_cross * terms['cross'],
+                    intra=self.loss_weight * self.lambda_intra * terms['intra'])
 
     def components(self, k: Tensor, q: Tensor) -> Dict[str, Tensor]:
         """The two unweighted terms ``L(C_cross)`` and ``L(C_intra)``.

@@ -14,6 +14,10 @@ A negative whose weight is 0 is "masked". As in the reference code it then has l
 still adds ``exp(0)`` to the denominator (``masked_negatives='zero_logit'``); with
 ``masked_negatives='exclude'`` it gets logit ``-inf`` instead and leaves the denominator.
 Superpixels whose pooled teacher feature is all zero are dropped from the loss.
+
+The loss is SLidR's InfoNCE core with :class:`SemanticTolerance` as its logit transform. The
+quantile form keeps, per row chunk, only the bit-packed mask of masked negatives, computed in
+the single teacher-similarity pass that class-agnostic balancing shares.
 """
 from __future__ import annotations
 
@@ -23,11 +27,64 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from .superpixel_infonce_loss import (SuperpixelInfoNCELoss, row_quantile,
-                                      teacher_similarity)
+from .superpixel_infonce_loss import SuperpixelInfoNCELoss
+from .utils import pack_bool, row_quantile, teacher_similarity, unpack_bool
 
 TOLERANCES = ('quantile', 'continuous', None)
 MASKED_NEGATIVES = ('zero_logit', 'exclude')
+
+
+class SemanticTolerance:
+    """The logit transform of the semantically tolerant loss (see the module doc).
+
+    Args:
+        tolerance (str): ``'quantile'`` or ``'continuous'``.
+        min_quantile (float): Row quantile below which a negative is masked (quantile form).
+        masked_negatives (str): ``'zero_logit'`` or ``'exclude'``.
+    """
+
+    def __init__(self, tolerance: str, min_quantile: float, masked_negatives: str) -> None:
+        self.tolerance = tolerance
+        self.min_quantile = float(min_quantile)
+        self.fill = float('-inf') if masked_negatives == 'exclude' else 0.0
+
+    @property
+    def needs_similarity(self) -> bool:
+        """The quantile form needs the similarity rows before the loss chunk (thresholds and
+        mask); the continuous form recomputes its weights inside the chunk."""
+        return self.tolerance == 'quantile'
+
+    def chunk_context(self, s_rows: Optional[Tensor], en_rows: Tensor, en: Tensor,
+                      offset: int) -> Tuple[Tensor, ...]:
+        """What a row chunk's logits need, without gradient.
+
+        Quantile form: the mask of masked negatives, bit-packed, (C, ceil(M / 8)) uint8; the
+        similarity rows (C, M) are overwritten. Continuous form: the teacher rows, from which
+        the chunk recomputes ``w`` (a float (C, M) weight per chunk would have to be kept
+        until backward).
+        """
+        if self.tolerance != 'quantile':
+            return en_rows, en
+        w = s_rows.neg_().add_(1.0)  # in place: s_rows is a temporary of the chunk
+        thresholds = row_quantile(w, self.min_quantile)
+        masked = w == 0
+        masked |= w < thresholds[:, None]
+        rows = torch.arange(w.shape[0], device=w.device)
+        masked[rows, rows + offset] = False
+        return (pack_bool(masked), )
+
+    def apply(self, z: Tensor, context: Tuple[Tensor, ...], offset: int) -> Tensor:
+        """Weight or mask a chunk of logits ``z`` (C, M) in place."""
+        if self.tolerance == 'quantile':
+            return z.masked_fill_(unpack_bool(context[0], z.shape[1]), self.fill)
+        en_rows, en = context
+        w = teacher_similarity(en_rows, en).neg_().add_(1.0)
+        rows = torch.arange(w.shape[0], device=w.device)
+        w[rows, rows + offset] = 1.0
+        z = z.mul_(w)  # in place: autograd keeps w, not a second (C, M) product
+        if self.fill != 0.0:  # masked (w == 0) entries are 0 already
+            z = z.masked_fill_(w == 0, self.fill)
+        return z
 
 
 @MODELS.register_module()
@@ -50,6 +107,7 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
         masked_negatives (str): ``'zero_logit'`` (reference: a masked negative has logit 0 and
             still counts ``exp(0)`` in the denominator) or ``'exclude'`` (logit ``-inf``).
             Defaults to ``'zero_logit'``.
+        level (str, optional): Feature level; only ``'superpixel'``.
 
     Note:
         ``forward(k, q, e)`` needs ``e`` unless ``tolerance`` is None and ``balancing`` is None.
@@ -65,9 +123,10 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
                  balancing: Union[None, dict, nn.Module] = None,
                  tolerance: Optional[str] = 'quantile',
                  min_quantile: float = 0.01,
-                 masked_negatives: str = 'zero_logit') -> None:
+                 masked_negatives: str = 'zero_logit',
+                 level: Optional[str] = None) -> None:
         super().__init__(tau=tau, loss_weight=loss_weight, chunk_size=chunk_size,
-                         balancing=balancing)
+                         balancing=balancing, level=level)
         if tolerance not in TOLERANCES:
             raise ValueError(f'tolerance must be one of {TOLERANCES}, got {tolerance!r}')
         if masked_negatives not in MASKED_NEGATIVES:
@@ -78,75 +137,8 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
         self.tolerance = tolerance
         self.min_quantile = float(min_quantile)
         self.masked_negatives = masked_negatives
-
-    @property
-    def uses_teacher(self) -> bool:
-        """Whether ``e`` is needed (then zero-feature superpixels are dropped)."""
-        return self.tolerance is not None or self.balancing is not None
-
-    def _needs_row_statistics(self) -> bool:
-        """The quantile form needs each row's quantile threshold before the loss chunks."""
-        return self.tolerance == 'quantile'
-
-    def _row_statistics(self, s_rows: Tensor) -> Tensor:
-        """Quantile thresholds ``Q_i`` of ``w_i = 1 - s_i`` over full rows (diagonal included).
-
-        Args:
-            s_rows (Tensor): Clipped similarity rows, shape (C, M); overwritten in place.
-
-        Returns:
-            Tensor: Shape (C,).
-        """
-        return row_quantile(s_rows.neg_().add_(1.0), self.min_quantile)
-
-    def negative_weights(self, s_rows: Tensor, thresholds: Optional[Tensor],
-                         offset: int) -> Tuple[Optional[Tensor], Tensor]:
-        """Weights ``w'_ij`` of a row chunk and the mask of masked negatives.
-
-        Args:
-            s_rows (Tensor): Clipped similarity rows, shape (C, M); overwritten in place.
-            thresholds (Tensor, optional): Row quantiles ``Q_i`` (quantile form), shape (C,).
-            offset (int): Global index of the chunk's first anchor.
-
-        Returns:
-            tuple: the continuous weights (C, M) float32 with ``w'_ii = 1`` (None in the
-            quantile form, whose weights are 1 outside the mask), and the boolean mask (C, M)
-            of negatives whose weight is 0 (never the diagonal).
-        """
-        w = s_rows.neg_().add_(1.0)  # in place: s_rows is a temporary of the chunk
-        masked = w == 0
-        rows = torch.arange(w.shape[0], device=w.device)
-        if self.tolerance == 'quantile':
-            masked |= w < thresholds[:, None]
-            w = None
-        else:
-            w[rows, rows + offset] = 1.0
-        masked[rows, rows + offset] = False
-        return w, masked
-
-    def _transform_logits(self, z: Tensor, en_rows: Optional[Tensor], en: Optional[Tensor],
-                          stats_rows: Optional[Tensor], offset: int) -> Tensor:
-        """Apply the tolerant weights to a chunk of logits.
-
-        Args:
-            z (Tensor): Logits ``<k_i, q_j> / tau``, shape (C, M).
-            en_rows (Tensor, optional): Normalised teacher features of the chunk, (C, E).
-            en (Tensor, optional): All normalised teacher features, (M, E).
-            stats_rows (Tensor, optional): Row quantiles of the chunk, (C,).
-            offset (int): Global index of the chunk's first anchor.
-
-        Returns:
-            Tensor: ``w' * z`` (masked negatives 0 or ``-inf``), shape (C, M).
-        """
-        if self.tolerance is None:
-            return z
-        w, masked = self.negative_weights(teacher_similarity(en_rows, en), stats_rows, offset)
-        if w is not None:
-            z = z.mul_(w)  # in place: autograd keeps w, not a second (C, M) product
-        fill = float('-inf') if self.masked_negatives == 'exclude' else 0.0
-        if w is None or fill != 0.0:  # with continuous weights masked entries are 0 already
-            z = z.masked_fill_(masked, fill)
-        return z
+        self.transform = None if tolerance is None else SemanticTolerance(
+            tolerance, min_quantile, masked_negatives)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f', tolerance={self.tolerance!r}, '

@@ -2,7 +2,8 @@
 
     L = (1/M) sum_i (1 - cos(k_i, q_i))
 
-over pooled superpixels or point-pixel pairs. It is O(M D), so it needs no chunking.
+over pooled superpixels or point-pixel pairs (``level=``). It is O(M D), so it needs no
+chunking.
 """
 from __future__ import annotations
 
@@ -10,24 +11,29 @@ from typing import Optional
 
 import torch.nn.functional as F
 from mmdet3d.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
-from .superpixel_infonce_loss import as_float32, autocast_off, check_pair, empty_loss
+from .distillation_loss import DistillationLoss
+from .utils import as_float32, autocast_off, check_pair, empty_loss
 
 
 @MODELS.register_module()
-class SimilarityLoss(nn.Module):
-    """Mean of ``1 - cos(k_i, q_i)``.
+class SimilarityLoss(DistillationLoss):
+    """Mean of ``1 - cos(k_i, q_i)`` over superpixels or point-pixel pairs.
 
     Args:
         loss_weight (float): Multiplier of the returned loss. Defaults to 1.0.
         eps (float): ``eps`` of :func:`torch.nn.functional.cosine_similarity` (guards zero
             rows). Defaults to 1e-8.
+        level (str): ``'superpixel'`` (pooled features, the default) or ``'pair'`` (one row
+            per point-pixel pair, as ScaLR distils).
     """
 
-    def __init__(self, loss_weight: float = 1.0, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.loss_weight = float(loss_weight)
+    levels = ('superpixel', 'pair')
+
+    def __init__(self, loss_weight: float = 1.0, eps: float = 1e-8,
+                 level: str = 'superpixel') -> None:
+        super().__init__(loss_weight=loss_weight, level=level)
         self.eps = float(eps)
 
     def forward(self, k: Tensor, q: Tensor, e: Optional[Tensor] = None) -> Tensor:
@@ -50,4 +56,4 @@ class SimilarityLoss(nn.Module):
             return self.loss_weight * (1.0 - cos).mean()
 
     def extra_repr(self) -> str:
-        return f'loss_weight={self.loss_weight}'
+        return f'loss_weight={self.loss_weight}, level={self.level!r}'

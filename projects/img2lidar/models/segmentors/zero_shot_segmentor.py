@@ -9,8 +9,10 @@ from mmdet3d.structures.det3d_data_sample import OptSampleList, SampleList
 from mmdet3d.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
+
+from ..student_checkpoint import register_student_layout
 
 
 @MODELS.register_module()
@@ -88,8 +90,8 @@ class ZeroShotSegmentor(Base3DSegmentor):
         self.register_buffer('text_embeddings', F.normalize(embeddings.float(), dim=1),
                              persistent=False)
         self.register_buffer('label_lut', lut + int(label_offset), persistent=False)
-        self._register_state_dict_hook(_flatten_student_keys)
-        self.register_load_state_dict_pre_hook(_nest_student_keys)
+        # a pretraining checkpoint's teacher, 2D head and loss keys are known and unused here
+        register_student_layout(self, foreign=('teacher', 'image_head', 'losses'))
         if checkpoint is not None:
             self.load_student(checkpoint)
 
@@ -170,25 +172,3 @@ class ZeroShotSegmentor(Base3DSegmentor):
     def _forward(self, batch_inputs: dict, batch_data_samples: OptSampleList = None) -> Tensor:
         """Cosine logits, (sum N_i, C)."""
         return self.encode_decode(batch_inputs, batch_data_samples)
-
-
-def _student_names(module: nn.Module) -> tuple:
-    """Top-level names of the student's parameters and buffers (``backbone``, ...)."""
-    return tuple(sorted({k.split('.', 1)[0] for k in module.student.state_dict()}))
-
-
-def _flatten_student_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata):
-    """State-dict hook: ``student.backbone.x`` -> ``backbone.x`` (the pretraining layout)."""
-    head = prefix + 'student.'
-    for key in [k for k in state_dict if k.startswith(head)]:
-        state_dict[prefix + key[len(head):]] = state_dict.pop(key)
-    return state_dict
-
-
-def _nest_student_keys(module: nn.Module, state_dict: dict, prefix: str, *args,
-                       **kwargs) -> None:
-    """Load pre-hook, the inverse of :func:`_flatten_student_keys`; other keys (teacher,
-    2D head, losses of a pretraining checkpoint) are left alone."""
-    names = tuple(prefix + n + '.' for n in _student_names(module))
-    for key in [k for k in state_dict if k.startswith(names)]:
-        state_dict[prefix + 'student.' + key[len(prefix):]] = state_dict.pop(key)

@@ -1,0 +1,114 @@
+"""The chunked, checkpointed InfoNCE core of the contrastive losses (SLidR, ST-SLidR, PPKT).
+
+Every anchor ``k_i`` is pulled to its own candidate ``q_i`` and pushed from all others::
+
+    z_ij = <k_i, q_j> / tau          l_i = logsumexp_j(z'_ij) - z_ii
+
+where ``z'`` is ``z`` after an optional logit transform (the semantically tolerant loss masks
+or weights negatives). The (M, M) logits are never built in one piece: anchors run in row
+chunks under activation checkpointing, the log-sum-exp works in place, and the positive logit
+is a row-wise dot product. Everything is float32 with autocast off.
+
+Teacher similarity ``s = clip(cos(e_i, e_j), 0, 1)`` is needed by the tolerant transform and by
+class-agnostic balancing. It is computed once per row chunk, without gradient, and handed to
+both: balancing takes its votes, the transform keeps only what its logits need (the quantile
+form: a packed boolean mask), so neither the forward nor the backward recomputation of a chunk
+multiplies the (C, E) x (E, M) teacher features again.
+
+The pieces plug in by composition:
+
+- a **transform** (e.g. :class:`SemanticTolerance`) has ``needs_similarity`` (bool),
+  ``chunk_context(s_rows, en_rows, en, offset) -> tuple`` (no grad; may overwrite ``s_rows``)
+  and ``apply(z, context, offset) -> z`` (in place, diagonal untouched);
+- a **balancing** (e.g. :class:`ClassAgnosticBalancing`) has ``votes(s_rows) -> (C,)``,
+  ``weights_from_votes(votes) -> (M,)`` and ``weighted_mean(losses, weights)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .utils import autocast_off, logsumexp_, normalize_teacher, row_chunks, run_chunk, \
+    teacher_similarity
+
+
+def drop_rows_without_teacher(k: Tensor, q: Tensor,
+                              e: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Drop superpixels whose pooled teacher feature is all zero and normalise ``e``.
+
+    ST-SLidR's reference drops them (they vanish at the teacher's resolution).
+
+    Args:
+        k (Tensor): Shape (M, D).
+        q (Tensor): Shape (M, D).
+        e (Tensor): Shape (M, E).
+
+    Returns:
+        tuple: k (M', D), q (M', D) and the unit, detached float32 teacher rows (M', E).
+    """
+    keep = (e.detach() != 0).any(dim=1)
+    if not bool(keep.all()):
+        idx = keep.nonzero(as_tuple=True)[0]
+        k, q, e = k.index_select(0, idx), q.index_select(0, idx), e.index_select(0, idx)
+    return k, q, normalize_teacher(e)
+
+
+def _infonce_chunk(k_rows: Tensor, q_rows: Tensor, q: Tensor, tau: float, transform: Any,
+                   offset: int, *context: Tensor) -> Tensor:
+    """Per-anchor InfoNCE of one row chunk, (C,); see the module doc."""
+    with autocast_off(k_rows.device):
+        k_scaled = k_rows / tau
+        z = k_scaled @ q.t()
+        if transform is not None:
+            z = transform.apply(z, context, offset)
+        return logsumexp_(z) - (k_scaled * q_rows).sum(dim=1)
+
+
+def infonce_anchor_losses(k: Tensor,
+                          q: Tensor,
+                          tau: float,
+                          chunk_size: Optional[int] = 4096,
+                          en: Optional[Tensor] = None,
+                          transform: Any = None,
+                          balancing: Any = None) -> Tuple[Tensor, Optional[Tensor]]:
+    """Per-anchor InfoNCE losses and, with balancing, per-anchor weights.
+
+    Args:
+        k (Tensor): Anchors, shape (M, D), float32.
+        q (Tensor): Candidates, shape (M, D), float32; ``q_i`` is the positive of ``k_i``.
+        tau (float): Temperature.
+        chunk_size (int, optional): Anchors per row chunk; None or <= 0 for one chunk.
+        en (Tensor, optional): Unit teacher features, shape (M, E), no gradient; needed by a
+            transform that uses similarity and by balancing.
+        transform (optional): Logit transform (see the module doc), e.g. the semantic
+            tolerance.
+        balancing (optional): Anchor weighting (see the module doc).
+
+    Returns:
+        tuple: losses (M,) float32 and weights (M,) or None.
+    """
+    needs_s = balancing is not None or (transform is not None and transform.needs_similarity)
+    if needs_s and en is None:
+        raise ValueError('teacher similarity is needed: pass the teacher features')
+    votes, chunks = [], []
+    with autocast_off(k.device):
+        for a, b in row_chunks(k.shape[0], chunk_size):
+            context: tuple = ()
+            if needs_s or transform is not None:
+                with torch.no_grad():
+                    s = teacher_similarity(en[a:b], en) if needs_s else None
+                    if balancing is not None:
+                        votes.append(balancing.votes(s))
+                    if transform is not None:  # last: it may overwrite s
+                        context = transform.chunk_context(s, None if en is None else en[a:b],
+                                                          en, a)
+            chunks.append(run_chunk(_infonce_chunk, k[a:b], q[a:b], q, tau, transform, a,
+                                    *context))
+    losses = torch.cat(chunks) if chunks else k.new_zeros((0, ))
+    weights = None
+    if balancing is not None:
+        weights = balancing.weights_from_votes(torch.cat(votes) if votes else
+                                               k.new_zeros((0, )))
+    return losses, weights
