@@ -1,11 +1,16 @@
-"""Tests of projects/img2lidar/compat.py: each fails without its fix."""
+"""Tests of projects/img2lidar/compat.py and its kernels (projects/img2lidar/ops): each patch's
+tests fail without it (shown by ``test_each_patch_is_needed``)."""
 import copy
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import REPO_ROOT
 from projects.img2lidar import compat
 
 spconv = pytest.importorskip('spconv.pytorch')
@@ -153,13 +158,6 @@ def test_cylinder3d_uses_spconv2_with_distinct_subm_keys():
     assert isinstance(block.conv0_0, spconv.SubMConv3d)
 
 
-def test_patches_are_idempotent():
-    from spconv.pytorch import functional as Fsp
-    before = Fsp.indice_subm_conv
-    compat.apply_all()
-    assert Fsp.indice_subm_conv is before
-
-
 def test_submanifold_forward_has_no_thread_race(many_threads):
     """Without the fix, spconv's CPU scatter returned wrong rows (errors ~0.4-0.7) in about
     half of these runs with 4 threads."""
@@ -203,3 +201,53 @@ def test_segmentor_checkpoint_meta_loads_with_weights_only(tmp_path):
     loaded = torch.load(tmp_path / 'seg.pth')  # torch's default: weights_only=True
     assert loaded['meta']['dataset_meta']['classes'] == ('car', 'road')
     assert isinstance(loaded['meta']['dataset_meta'], ConfigDict)
+
+
+def test_mmengine_launcher_starts_without_cuda(tmp_path):
+    """mmengine's pytorch launcher (what tools/dist_train.sh uses) starts a gloo process on a
+    machine without CUDA."""
+    if torch.cuda.is_available():
+        pytest.skip('the breakage only exists without CUDA')
+    code = ('import projects.img2lidar\n'
+            'from mmengine.dist import init_dist, get_world_size\n'
+            "init_dist('pytorch', backend='gloo')\n"
+            'print("world", get_world_size())\n')
+    env = dict(os.environ, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT='29655', PYTHONPATH=str(REPO_ROOT))
+    res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and 'world 1' in res.stdout, res.stderr[-2000:]
+
+
+#: the tests that show each patch is needed
+PATCH_TESTS = {
+    'mmengine_checkpoint': ['tests/test_compat.py::test_segmentor_checkpoint_meta_loads_with_'
+                            'weights_only', 'tests/test_runner_resume.py'],
+    'spconv_cpu': ['tests/test_compat.py::test_strided_and_inverse_conv_match_dense',
+                   'tests/test_compat.py::test_eval_mode_conv_with_bias_runs_on_cpu'],
+    'dynamic_scatter_cpu': ['tests/test_compat.py::test_dynamic_scatter_matches_loop'],
+    'cylinder3d_sparse_ops': ['tests/test_compat.py::test_cylinder3d_uses_spconv2_with_distinct_'
+                              'subm_keys'],
+    'spconv_prefix_loading': ['tests/test_compat.py::test_spconv2_weights_load_with_a_prefix'],
+    'mmengine_cpu_launch': ['tests/test_compat.py::test_mmengine_launcher_starts_without_cuda'],
+}
+
+
+def test_every_patch_has_tests():
+    assert sorted(PATCH_TESTS) == sorted(p.name for p in compat.PATCHES)
+    assert compat.APPLIED == [p.name for p in compat.PATCHES]  # the pinned stack needs all
+
+
+@pytest.mark.skipif(os.environ.get(compat.DISABLE_ENV), reason='already inside a check')
+@pytest.mark.parametrize('name', sorted(PATCH_TESTS))
+def test_each_patch_is_needed(name):
+    """With the patch disabled, its tests fail (and they pass with it: the rest of the suite);
+    a failure to even collect them would not count."""
+    if name == 'mmengine_cpu_launch' and torch.cuda.is_available():
+        pytest.skip('the breakage only exists without CUDA')
+    res = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                          *PATCH_TESTS[name]], cwd=REPO_ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, **{compat.DISABLE_ENV: name}), timeout=600)
+    summary = res.stdout.strip().splitlines()[-1]
+    assert res.returncode == 1 and ' failed' in summary and 'error' not in summary, \
+        res.stdout[-3000:]

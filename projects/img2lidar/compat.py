@@ -1,64 +1,107 @@
-"""Every fix this project needs for its dependency stack, in one place.
+"""The fixes this project needs for its dependency stack: version-targeted runtime patches.
 
 The pinned stack (torch 2.13, mmengine 0.10.7, mmcv 2.1.0, mmdet3d 1.4.0, spconv 2.3.8) breaks on
-CPU or on new torch in the ways listed in ``shared/docs/DEPENDENCIES.md``. Each fix below is a
-small, idempotent runtime patch applied when :mod:`projects.img2lidar` is imported (configs import
-it through ``custom_imports``); nothing in site-packages is edited. Each has a test in
-``tests/test_compat.py`` that fails without it.
+CPU or on new torch in the ways listed in ``shared/docs/DEPENDENCIES.md``. Each fix is a
+:class:`Patch` in :data:`PATCHES`: it names the installed versions it fixes, and
+:func:`apply_all` (run when :mod:`projects.img2lidar` is imported, e.g. by a config's
+``custom_imports``) applies it only when those versions are installed; otherwise it logs one
+line saying so. Nothing in site-packages is edited. The kernels some patches route to live in
+:mod:`projects.img2lidar.ops`.
 
-Fixes:
+``IMG2LIDAR_DISABLE_PATCHES=name1,name2`` (or ``all``) leaves patches out, so that the suite can
+show every patch's tests fail without it (``tests/test_compat.py``).
 
-1. :func:`patch_mmengine_checkpoint_loading` - torch >= 2.6 loads with ``weights_only=True``;
-   mmengine 0.10.7 checkpoints hold a few non-tensor objects (``HistoryBuffer``, numpy arrays and
-   scalars in the message hub). They are registered as safe globals, so checkpoints load and
-   runs resume with torch's safe loader still on.
-2. :func:`patch_spconv_cpu` - spconv 2.3.8 computes sparse convolutions on CPU with a
-   multi-threaded scatter-add that races (silently wrong rows), asserts in every backward
-   (``torch.cuda.current_stream()``) and refuses a bias in eval mode. On CPU tensors the
-   gather-GEMM-scatter step is replaced by a pure-torch implementation (``index_add_``) on top of
-   spconv's own neighbour tables; autograd provides the backward. CUDA tensors keep spconv's
-   kernels.
-3. :func:`patch_dynamic_scatter_cpu` - mmcv 2.1.0 has no CPU kernel for
-   ``dynamic_point_to_voxel`` (mmcv's ``DynamicScatter``, used by Cylinder3D's ``SegVFE``, and
-   mmdet3d's ``dynamic_scatter_3d``). A torch implementation with mmcv's exact semantics (sorted
-   unique voxels, points with a negative coordinate dropped, max/sum/mean and their gradients) is
-   dispatched for CPU tensors.
-4. :func:`patch_cylinder3d_sparse_ops` - mmdet3d's Cylinder3D backbone and head take their sparse
-   convolutions from ``mmcv.ops`` (CUDA only). They are rebound to spconv 2 classes that accept
-   ``x.features = ...`` and give each submanifold kernel shape its own ``indice_key`` (spconv 2
-   requires it; mmcv's GPU path silently reused the first kernel's neighbour table). Weights are
-   then in spconv 2 layout on every device, so checkpoints move between CPU and GPU unchanged.
-5. :func:`patch_spconv_prefix_loading` - mmdet3d's spconv weight loader transposes weights
-   whenever the state dict carries no version metadata, which is always the case when a
-   segmentor loads a backbone with ``Pretrained`` and ``prefix``; the version is then inferred
-   from the shapes.
-6. :func:`patch_mmengine_cpu_launch` - mmengine's pytorch and slurm launchers call
-   ``torch.cuda.set_device`` even on CPU-only torch; there it becomes a no-op, so distributed
-   runs start with gloo.
+=========================  =====================================================================
+patch                      fixes
+=========================  =====================================================================
+mmengine_checkpoint        torch >= 2.6 loads with ``weights_only=True``; mmengine <= 0.10.7
+                           checkpoints hold ``HistoryBuffer``, numpy arrays/scalars, a
+                           ``ConfigDict`` and ``getattr``: registered as safe globals (``getattr``
+                           by a stand-in that only returns HistoryBuffer's methods).
+spconv_cpu                 spconv 2.3.x on CPU: racing multi-thread scatter (silently wrong
+                           rows), asserting backward and eval-mode bias: CPU tensors go to
+                           :func:`ops.native_sparse_conv` on spconv's own neighbour tables.
+dynamic_scatter_cpu        mmcv < 2.2 has no CPU ``dynamic_point_to_voxel``: CPU tensors go to
+                           :mod:`ops.dynamic_scatter` (mmcv's exact semantics).
+cylinder3d_sparse_ops      mmdet3d's Cylinder3D takes CUDA-only ``mmcv.ops`` sparse convolutions:
+                           rebound to spconv 2 classes that accept ``x.features = ...`` and give
+                           each submanifold kernel shape its own ``indice_key``.
+spconv_prefix_loading      mmdet3d's spconv weight loader transposes spconv 2 weights loaded with
+                           ``Pretrained(prefix=...)`` (no version metadata): the layout is inferred
+                           from the shapes.
+mmengine_cpu_launch        mmengine's pytorch / slurm launchers call ``torch.cuda.set_device`` on
+                           CPU-only machines: a no-op there, so gloo runs start.
+=========================  =====================================================================
 """
 from __future__ import annotations
 
 import logging
+import os
 import pickle
-from typing import Any, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from . import ops
+
 logger = logging.getLogger(__name__)
 
-_APPLIED: dict = {}
+#: names of the patches applied in this process
+APPLIED: List[str] = []
+DISABLE_ENV = 'IMG2LIDAR_DISABLE_PATCHES'
 
 
-def _once(name: str) -> bool:
-    """Return True the first time ``name`` is seen (makes every patch idempotent)."""
-    if _APPLIED.get(name):
-        return False
-    _APPLIED[name] = True
-    return True
+@dataclass(frozen=True)
+class Patch:
+    """A runtime fix of one dependency breakage.
+
+    Attributes:
+        name (str): Short name (used by ``IMG2LIDAR_DISABLE_PATCHES``).
+        requires (dict[str, str]): Installed package -> version specifier that the breakage
+            is known for (PEP 440, e.g. ``'>=2.3,<2.4'``); the patch is applied only when every
+            one matches.
+        apply (Callable[[], None]): Applies the fix.
+    """
+    name: str
+    requires: Dict[str, str]
+    apply: Callable[[], None]
+
+
+def installed_version(package: str) -> Optional[str]:
+    """The installed version of ``package``, or None.
+
+    ``spconv`` matches any of its builds (``spconv``, ``spconv-cu120``, ``spconv-cu126``...).
+    """
+    import importlib.metadata as md
+    names = [package]
+    if package == 'spconv':
+        names += sorted({d.metadata['Name'] for d in md.distributions()
+                         if (d.metadata['Name'] or '').lower().startswith('spconv-cu')})
+    for name in names:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return None
+
+
+def mismatches(patch: Patch) -> List[str]:
+    """The requirements of ``patch`` that the installed versions do not meet."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+    bad = []
+    for package, spec in patch.requires.items():
+        version = installed_version(package)
+        if version is None:
+            bad.append(f'{package} is not installed')
+        elif Version(version.split('+')[0]) not in SpecifierSet(spec):
+            bad.append(f'{package} {version} is not {spec}')
+    return bad
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. mmengine checkpoints under torch's weights_only default
+# the patches
 # ---------------------------------------------------------------------------------------------
 def patch_mmengine_checkpoint_loading() -> None:
     """Register the globals of mmengine checkpoints as safe for ``torch.load(weights_only=True)``.
@@ -70,11 +113,7 @@ def patch_mmengine_checkpoint_loading() -> None:
     are plain data; ``getattr`` is not allowed as such but replaced by a stand-in that only
     returns HistoryBuffer's own methods, so the loader stays safe.
     """
-    if not _once('mmengine_checkpoint'):
-        return
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is None:  # torch < 2.4 has no weights_only default to fix
-        return
+    add_safe_globals = torch.serialization.add_safe_globals
     import numpy as np
     from mmengine.config.config import ConfigDict
     from mmengine.logging.history_buffer import HistoryBuffer
@@ -105,78 +144,13 @@ def patch_mmengine_checkpoint_loading() -> None:
     add_safe_globals(safe)
 
 
-# ---------------------------------------------------------------------------------------------
-# 2. spconv 2.3.8 on CPU
-# ---------------------------------------------------------------------------------------------
-def native_sparse_conv(features: torch.Tensor,
-                       weight: torch.Tensor,
-                       indice_pairs: torch.Tensor,
-                       indice_pair_num: torch.Tensor,
-                       num_out: int,
-                       inverse: bool = False,
-                       subm: bool = False,
-                       bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Sparse convolution from spconv's native neighbour tables, in plain torch.
-
-    Args:
-        features (Tensor): Input features, shape (N_in, C_in).
-        weight (Tensor): spconv 2 weight in KRSC layout, shape (C_out, *kernel, C_in).
-        indice_pairs (Tensor): Neighbour table, shape (2, K, P); row 0 holds input indices and
-            row 1 output indices of the forward convolution (swapped for an inverse one).
-        indice_pair_num (Tensor): Valid pairs per kernel offset, shape (K,).
-        num_out (int): Number of output sites.
-        inverse (bool): Whether this is the inverse of the convolution that built the table.
-        subm (bool): Submanifold convolution (output sites equal input sites).
-        bias (Tensor, optional): Bias, shape (C_out,).
-
-    Returns:
-        Tensor: Output features, shape (num_out, C_out). Differentiable by autograd.
-    """
-    c_out = weight.shape[0]
-    w = weight.reshape(c_out, -1, weight.shape[-1])  # (C_out, K, C_in)
-    kv = w.shape[1]
-    center = kv // 2
-    counts = indice_pair_num.tolist()
-    src_row, dst_row = (1, 0) if inverse else (0, 1)
-    if subm:
-        # spconv's submanifold tables skip the centre offset (identity pairs) and only count
-        # the first half of the offsets; offset k > centre has as many pairs as its mirror.
-        out = features @ w[:, center, :].t()
-    else:
-        out = features.new_zeros((num_out, c_out))
-    offsets, srcs, dsts, sizes = [], [], [], []
-    for k in range(kv):
-        if subm and k == center:
-            continue
-        n = counts[kv - 1 - k] if subm and k > center else counts[k]
-        if n <= 0:
-            continue
-        offsets.append(k)
-        srcs.append(indice_pairs[src_row, k, :n])
-        dsts.append(indice_pairs[dst_row, k, :n])
-        sizes.append(n)
-    if offsets:
-        # one gather, one GEMM per kernel offset, one scatter: torch's CPU index_add is
-        # correct with any number of threads (spconv's own CPU scatter races)
-        gathered = features.index_select(0, torch.cat(srcs).long())
-        contrib = torch.cat([
-            g @ w[:, k, :].t() for g, k in zip(torch.split(gathered, sizes), offsets)
-        ])
-        out = out.index_add(0, torch.cat(dsts).long(), contrib)
-    if bias is not None:
-        out = out + bias
-    return out
-
-
 def patch_spconv_cpu() -> None:
-    """Route spconv's native CPU convolutions through :func:`native_sparse_conv`.
+    """Route spconv's native CPU convolutions through :func:`ops.native_sparse_conv`.
 
     spconv's ``SparseConvolution`` calls ``spconv.pytorch.functional.indice_conv``,
     ``indice_inverse_conv`` and ``indice_subm_conv`` through the module at call time, so
     replacing those three names is enough. CUDA tensors go to the original kernels.
     """
-    if not _once('spconv_cpu'):
-        return
     try:
         from spconv.pytorch import functional as Fsp
     except ImportError:  # spconv not installed: nothing to fix
@@ -191,8 +165,8 @@ def patch_spconv_cpu() -> None:
                 return orig(*args, **kwargs)
             features, filters, indice_pairs, indice_pair_num, num_out = args[:5]
             bias = args[7] if len(args) > 7 else kwargs.get('bias')
-            return native_sparse_conv(features, filters, indice_pairs, indice_pair_num,
-                                      int(num_out), inverse=inverse, subm=subm, bias=bias)
+            return ops.native_sparse_conv(features, filters, indice_pairs, indice_pair_num,
+                                          int(num_out), inverse=inverse, subm=subm, bias=bias)
 
         dispatch.__wrapped__ = orig
         return dispatch
@@ -202,84 +176,12 @@ def patch_spconv_cpu() -> None:
     Fsp.indice_subm_conv = make(Fsp.indice_subm_conv, inverse=False, subm=True)
 
 
-# ---------------------------------------------------------------------------------------------
-# 3. mmcv dynamic scatter on CPU
-# ---------------------------------------------------------------------------------------------
-def dynamic_point_to_voxel_forward(
-        feats: torch.Tensor, coors: torch.Tensor,
-        reduce_type: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Torch version of mmcv's ``dynamic_point_to_voxel_forward`` kernel.
-
-    Args:
-        feats (Tensor): Point features, shape (N, C).
-        coors (Tensor): Integer voxel coordinates, shape (N, ndim); a point with any negative
-            coordinate belongs to no voxel.
-        reduce_type (str): 'max', 'sum' or 'mean'.
-
-    Returns:
-        tuple: voxel features (M, C), voxel coordinates (M, ndim) sorted lexicographically
-        (as ``torch.unique(dim=0)``), the point-to-voxel map (N,) int32 with -1 for dropped
-        points, and the number of points per voxel (M,) int32.
-    """
-    if reduce_type not in ('max', 'sum', 'mean'):
-        raise ValueError(f'reduce_type must be max, sum or mean, got {reduce_type!r}')
-    invalid = (coors < 0).any(dim=-1, keepdim=True)
-    coors_clean = coors.masked_fill(invalid, -1)
-    out_coors, coors_map, counts = torch.unique(
-        coors_clean, dim=0, sorted=True, return_inverse=True, return_counts=True)
-    if out_coors.shape[0] > 0 and bool(out_coors[0, 0] < 0):
-        out_coors, counts, coors_map = out_coors[1:], counts[1:], coors_map - 1
-    num_voxels, num_feats = out_coors.shape[0], feats.shape[1]
-    valid = coors_map >= 0
-    idx = coors_map[valid].long()
-    src = feats[valid]
-    if reduce_type == 'max':
-        reduced = feats.new_full((num_voxels, num_feats), float('-inf'))
-        reduced = reduced.scatter_reduce(0, idx[:, None].expand_as(src), src, 'amax',
-                                         include_self=True)
-    else:
-        reduced = feats.new_zeros((num_voxels, num_feats)).index_add(0, idx, src)
-        if reduce_type == 'mean':
-            reduced = reduced / counts.to(feats.dtype)[:, None]
-    return reduced, out_coors.to(coors.dtype), coors_map.int(), counts.int()
-
-
-def dynamic_point_to_voxel_backward(grad_feats: torch.Tensor, grad_reduced: torch.Tensor,
-                                    feats: torch.Tensor, reduced: torch.Tensor,
-                                    coors_map: torch.Tensor, counts: torch.Tensor,
-                                    reduce_type: str) -> None:
-    """Torch version of mmcv's ``dynamic_point_to_voxel_backward``; fills ``grad_feats``.
-
-    For 'max' the gradient of a voxel channel goes to the lowest-index point that attains the
-    maximum (mmcv's rule); for 'sum' and 'mean' to every point of the voxel.
-    """
-    valid = coors_map >= 0
-    idx = coors_map.long().clamp(min=0)
-    if reduce_type in ('sum', 'mean'):
-        g = grad_reduced[idx]
-        if reduce_type == 'mean':
-            g = g / counts.to(g.dtype)[idx][:, None]
-        grad_feats.copy_(torch.where(valid[:, None], g, torch.zeros_like(g)))
-        return
-    n = feats.shape[0]
-    is_max = (feats == reduced[idx]) & valid[:, None]
-    point_ids = torch.arange(n, device=feats.device)[:, None].expand_as(feats)
-    big = torch.full_like(point_ids, n)
-    cand = torch.where(is_max, point_ids, big)
-    first = torch.full_like(reduced, n, dtype=torch.long).scatter_reduce(
-        0, idx[:, None].expand_as(cand), cand, 'amin', include_self=True)
-    winner = (point_ids == first[idx]) & is_max
-    grad_feats.copy_(torch.where(winner, grad_reduced[idx], torch.zeros_like(feats)))
-
-
 def patch_dynamic_scatter_cpu() -> None:
     """Dispatch mmcv's ``dynamic_point_to_voxel`` kernels to torch for CPU tensors.
 
     Both mmcv's ``DynamicScatter`` and mmdet3d's ``dynamic_scatter_3d`` call these two functions
     of the compiled ``mmcv._ext`` module at run time, so patching the module covers both.
     """
-    if not _once('dynamic_scatter'):
-        return
     try:
         from mmcv.utils import ext_loader
         ext = ext_loader.load_ext('_ext', ['dynamic_point_to_voxel_forward',
@@ -292,23 +194,20 @@ def patch_dynamic_scatter_cpu() -> None:
     def forward(feats, coors, reduce_type='max'):
         if feats.is_cuda:
             return orig_fwd(feats, coors, reduce_type)
-        return list(dynamic_point_to_voxel_forward(feats, coors, reduce_type))
+        return list(ops.dynamic_point_to_voxel_forward(feats, coors, reduce_type))
 
     def backward(grad_feats, grad_reduced, feats, reduced, coors_map, counts,
                  reduce_type='max'):
         if feats.is_cuda:
             return orig_bwd(grad_feats, grad_reduced, feats, reduced, coors_map, counts,
                             reduce_type)
-        dynamic_point_to_voxel_backward(grad_feats, grad_reduced, feats, reduced, coors_map,
-                                        counts, reduce_type)
+        ops.dynamic_point_to_voxel_backward(grad_feats, grad_reduced, feats, reduced,
+                                            coors_map, counts, reduce_type)
 
     ext.dynamic_point_to_voxel_forward = forward
     ext.dynamic_point_to_voxel_backward = backward
 
 
-# ---------------------------------------------------------------------------------------------
-# 4. Cylinder3D's mmcv sparse convolutions
-# ---------------------------------------------------------------------------------------------
 def _mutable_sparse_classes():
     """Build spconv 2 classes that behave like mmcv's for Cylinder3D's code."""
     import spconv.pytorch as spconv
@@ -359,8 +258,6 @@ def _mutable_sparse_classes():
 
 def patch_cylinder3d_sparse_ops() -> None:
     """Rebind the sparse ops of mmdet3d's Cylinder3D backbone and head to spconv 2."""
-    if not _once('cylinder3d'):
-        return
     try:
         import spconv.pytorch  # noqa: F401
     except ImportError:
@@ -377,9 +274,6 @@ def patch_cylinder3d_sparse_ops() -> None:
                 setattr(module, name, cls)
 
 
-# ---------------------------------------------------------------------------------------------
-# 5. spconv 2 weights loaded with a prefix
-# ---------------------------------------------------------------------------------------------
 def patch_spconv_prefix_loading() -> None:
     """Do not transpose spconv 2 weights that are already in spconv 2 layout.
 
@@ -389,8 +283,6 @@ def patch_spconv_prefix_loading() -> None:
     weights were permuted into the wrong layout. With the version missing, the version is now
     inferred from the shapes: weights whose shapes already match are spconv 2.
     """
-    if not _once('spconv_prefix_loading'):
-        return
     try:
         import mmdet3d.models.layers.spconv  # noqa: F401  installs mmdet3d's loader
         from spconv.pytorch import SparseModule
@@ -411,9 +303,6 @@ def patch_spconv_prefix_loading() -> None:
     SparseModule._load_from_state_dict = load
 
 
-# ---------------------------------------------------------------------------------------------
-# 6. mmengine's distributed launchers on machines without CUDA
-# ---------------------------------------------------------------------------------------------
 def patch_mmengine_cpu_launch() -> None:
     """Let ``--launcher pytorch`` / ``slurm`` start gloo processes on CPU-only machines.
 
@@ -422,7 +311,7 @@ def patch_mmengine_cpu_launch() -> None:
     builds of torch. Without CUDA, ``set_device`` as seen by mmengine's launcher module becomes
     a no-op; with CUDA nothing changes.
     """
-    if not _once('mmengine_cpu_launch') or torch.cuda.is_available():
+    if torch.cuda.is_available():  # nothing to fix where CUDA exists
         return
     import types
 
@@ -448,11 +337,47 @@ def patch_mmengine_cpu_launch() -> None:
     dist_utils.torch = _TorchForLaunch('torch')
 
 
+
+PATCHES: Tuple[Patch, ...] = (
+    Patch('mmengine_checkpoint', {'torch': '>=2.6', 'mmengine': '>=0.10,<=0.10.7'},
+          patch_mmengine_checkpoint_loading),
+    Patch('spconv_cpu', {'spconv': '>=2.3,<2.4'}, patch_spconv_cpu),
+    Patch('dynamic_scatter_cpu', {'mmcv': '>=2.0,<2.2'}, patch_dynamic_scatter_cpu),
+    Patch('cylinder3d_sparse_ops', {'mmdet3d': '>=1.1,<1.5', 'spconv': '>=2.0'},
+          patch_cylinder3d_sparse_ops),
+    Patch('spconv_prefix_loading', {'mmdet3d': '>=1.1,<1.5', 'spconv': '>=2.0'},
+          patch_spconv_prefix_loading),
+    Patch('mmengine_cpu_launch', {'mmengine': '>=0.10,<=0.10.7'}, patch_mmengine_cpu_launch),
+)
+
+
+def disabled_patches() -> Tuple[str, ...]:
+    """Patch names listed in ``IMG2LIDAR_DISABLE_PATCHES`` (``all`` for every one)."""
+    value = os.environ.get(DISABLE_ENV, '').strip()
+    if value == 'all':
+        return tuple(p.name for p in PATCHES)
+    names = tuple(n.strip() for n in value.split(',') if n.strip())
+    unknown = sorted(set(names) - {p.name for p in PATCHES})
+    if unknown:
+        raise ValueError(f'{DISABLE_ENV} names unknown patches {unknown}; patches: '
+                         f'{[p.name for p in PATCHES]}')
+    return names
+
+
 def apply_all() -> None:
-    """Apply every fix of this module (idempotent)."""
-    patch_mmengine_cpu_launch()
-    patch_mmengine_checkpoint_loading()
-    patch_spconv_cpu()
-    patch_dynamic_scatter_cpu()
-    patch_cylinder3d_sparse_ops()
-    patch_spconv_prefix_loading()
+    """Apply every patch whose target versions are installed, once per process."""
+    disabled = disabled_patches()
+    for patch in PATCHES:
+        if patch.name in APPLIED:
+            continue
+        if patch.name in disabled:
+            logger.warning('img2lidar: patch %s disabled by %s', patch.name, DISABLE_ENV)
+            continue
+        bad = mismatches(patch)
+        if bad:
+            logger.warning('img2lidar: patch %s not applied: %s (it fixes %s)', patch.name,
+                           '; '.join(bad), ', '.join(f'{k}{v}' for k, v in
+                                                     patch.requires.items()))
+            continue
+        patch.apply()
+        APPLIED.append(patch.name)
