@@ -6,7 +6,8 @@
 #   torch 2.13.0 (local CPU wheel; on a CUDA machine the torch already installed is reused),
 #   mmcv 2.1.0 with ops (compiled once, ~9 min on 2 cores; the wheel is cached outside the
 #   checkout in $IMG2LIDAR_CACHE and reused), mmengine 0.10.7, mmdet 3.3.0, mmdet3d 1.4.0,
-#   spconv 2.3.8 (spconv-cu120 2.3.6 where CUDA is present, never both), nuscenes-devkit 1.2.0.
+#   spconv (2.3.8 on CPU; on CUDA spconv-cu120 2.3.6 where it has a wheel for this Python, else
+#   spconv-cu126 2.3.8; never two builds: projects/img2lidar/spconv_build.py), nuscenes-devkit 1.2.0.
 # A constraints file pins torch so that no later step can resolve another torch build, and
 # torchvision is never installed.
 # A second run with everything in place only checks the stamp and exits (seconds).
@@ -30,7 +31,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 fi
 
 STAMP="$VENV/.img2lidar-setup-stamp"
-STAMP_KEY="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/tests.txt" "$ROOT/setup.py" | sha256sum | cut -c1-16)-cuda$HAS_CUDA"
+STAMP_KEY="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/tests.txt" "$ROOT/setup.py" "$ROOT/projects/img2lidar/spconv_build.py" | sha256sum | cut -c1-16)-cuda$HAS_CUDA"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_KEY" ] \
    && "$VENV/bin/python" -c 'import torch, mmcv.ops, mmdet3d, spconv, nuscenes' 2>/dev/null; then
   log "environment $VENV is up to date ($(( $(date +%s) - t0 )) s)"
@@ -86,13 +87,15 @@ fi
 
 log "installing the pinned OpenMMLab stack"
 "${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt"
-if [ "$HAS_CUDA" = 1 ]; then
-  "${PIP[@]}" uninstall -y -q spconv >/dev/null 2>&1 || true
-  "${PIP[@]}" install -q 'spconv-cu120==2.3.6'
-else
-  "${PIP[@]}" uninstall -y -q spconv-cu120 >/dev/null 2>&1 || true
-  "${PIP[@]}" install -q 'spconv==2.3.8'
-fi
+# spconv: the build that has a wheel for this machine (projects/img2lidar/spconv_build.py holds
+# the pins), and never two builds at once (they provide the same module)
+SPCONV_PICK=("$PY" "$ROOT/projects/img2lidar/spconv_build.py" --cuda "$HAS_CUDA")
+SPCONV="$("${SPCONV_PICK[@]}")"
+for other in $("${SPCONV_PICK[@]}" --others); do
+  "${PIP[@]}" uninstall -y -q "$other" >/dev/null 2>&1 || true
+done
+log "installing $SPCONV"
+"${PIP[@]}" install -q "$SPCONV"
 # mmdet3d without its declared deps (they would pull open3d, ~900 MB); its runtime needs are in
 # requirements/runtime.txt.
 "${PIP[@]}" install -q --no-deps 'mmdet3d==1.4.0'
@@ -107,8 +110,8 @@ fi
 "$PY" - <<'PYEOF'
 import importlib.metadata as md
 import torch
-names = ["torch", "mmcv", "mmengine", "mmdet", "mmdet3d", "spconv", "spconv-cu120", "nuscenes-devkit",
-         "transformers", "numpy"]
+names = ["torch", "mmcv", "mmengine", "mmdet", "mmdet3d", "spconv", "spconv-cu120", "spconv-cu126",
+         "nuscenes-devkit", "transformers", "numpy"]
 vers = []
 for n in names:
     try:
