@@ -1,6 +1,8 @@
-"""Every shipped config parses and its model builds through the registries."""
+"""Every shipped config parses, its model builds through the registries, and its name tells the
+truth about it."""
 import glob
 import os
+import re
 
 import pytest
 from mmdet3d.registry import MODELS
@@ -9,16 +11,12 @@ from mmengine.config import Config
 from conftest import REPO_ROOT
 
 CONFIGS = sorted(p for p in glob.glob(str(REPO_ROOT / 'configs' / '*' / '*.py'))
-                 if os.sep + '_base_' + os.sep not in p)
-
-
-def test_there_are_configs_for_every_protocol():
-    names = [os.path.relpath(p, REPO_ROOT / 'configs') for p in CONFIGS]
-    for method in ('slidr', 'st-slidr', 'relational', 'ppkt', 'similarity'):
-        assert sum(n.startswith(method + os.sep) for n in names) == 2, method
-    assert sum(n.startswith('finetune' + os.sep) for n in names) == 6
-    assert sum(n.startswith('linear_probe' + os.sep) for n in names) == 2
-    assert sum(n.startswith('zero_shot' + os.sep) for n in names) == 2
+                 if os.sep + '_base_' + os.sep not in p and not p.endswith('demo_sizes.py'))
+PRETRAIN_DIRS = ('slidr', 'st-slidr', 'relational', 'ppkt', 'similarity')
+#: {method}_{student}_{teacher}_{gpus}xb{batch}-{epochs}e_{dataset}.py
+PRETRAIN_NAME = re.compile(r'^(?P<method>[a-z]+)_(?P<student>[a-z0-9-]+)_(?P<teacher>[a-z0-9.-]+)_'
+                           r'(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<epochs>\d+)e_(?P<dataset>[a-z-]+)'
+                           r'\.py$')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.basename(p))
@@ -31,6 +29,22 @@ def test_config_builds(path):
         return
     model = MODELS.build(cfg.model)  # weights are not loaded here (no init_weights)
     assert sum(p.numel() for p in model.parameters()) > 1e6
-    if 'train_dataloader' in cfg:
+    if cfg.get('train_dataloader'):
         assert cfg.train_dataloader.dataset.type in (
             'ImageLidarPretrainDataset', 'NuScenesLidarSegDataset', 'SemanticKittiFewShotDataset')
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if os.path.basename(os.path.dirname(p))
+                                  in PRETRAIN_DIRS], ids=lambda p: os.path.basename(p))
+def test_pretraining_config_names_tell_the_truth(path):
+    """Users pick configs by name: the student, the batch per GPU and the epochs it states are
+    the ones it trains with."""
+    m = PRETRAIN_NAME.match(os.path.basename(path))
+    assert m, f'{os.path.basename(path)} does not follow the naming scheme'
+    cfg = Config.fromfile(path)
+    assert cfg.train_dataloader.batch_size == int(m['batch'])
+    assert cfg.train_cfg.max_epochs == int(m['epochs'])
+    student = cfg.model.student.type.lower()
+    assert m['student'].split('-')[0].rstrip('0123456789') in student
+    assert m['dataset'] == 'nuscenes' and cfg.train_dataloader.dataset.type == \
+        'ImageLidarPretrainDataset'

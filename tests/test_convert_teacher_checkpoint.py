@@ -18,10 +18,12 @@ import torch
 from mmdet.models.backbones import ResNet
 from mmengine.runner import load_checkpoint
 
-from tools.convert_teacher_checkpoint import (ConversionError, convert_checkpoint,
-                                              convert_state_dict, resnet_key_shapes)
+from conftest import REPO_ROOT
+from projects.img2lidar.preparation.teacher_checkpoints import (ConversionError,
+                                                                convert_checkpoint,
+                                                                convert_state_dict,
+                                                                resnet_key_shapes)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / 'tools' / 'convert_teacher_checkpoint.py'
 
 Sd = Dict[str, torch.Tensor]
@@ -305,8 +307,9 @@ def test_missing_key_names_file(reference: Sd, other: Sd, tmp_path: Path) -> Non
     assert 'layer3.2.conv2.weight' in str(info.value)
     assert not (tmp_path / 'out.pth').exists()
 
-    from tools.convert_teacher_checkpoint import main
-    assert main([str(src), str(tmp_path / 'out.pth')]) == 1
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(src), str(tmp_path / 'out.pth')],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert proc.returncode == 1 and 'broken_resnet50.pth' in proc.stderr
 
 
 def test_shape_mismatch_and_wrong_format(reference: Sd, other: Sd) -> None:

@@ -1,4 +1,5 @@
-"""tools/create_pretrain_infos.py on a small synthetic database in the nuScenes format."""
+"""The info files of tools/create_pretrain_infos.py on a small synthetic database in the nuScenes
+format."""
 import json
 import os
 import pickle
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from pyquaternion import Quaternion
 
-from tools.create_pretrain_infos import CAMERAS, main
+from projects.img2lidar.preparation.pretrain_infos import CAMERAS, create_pretrain_infos
 
 SCENES = ['scene-0061', 'scene-0553', 'scene-0103']  # mini_train, mini_train, mini_val
 
@@ -96,8 +97,9 @@ def test_infos_splits_and_calibration(tmp_path):
     tables = _write_database(str(tmp_path))
     held = tmp_path / 'held.txt'
     held.write_text('scene-0553\n')
-    assert main(['--root', str(tmp_path), '--version', 'v1.0-mini', '--out-dir',
-                 str(tmp_path / 'infos'), '--pretrain-val-scenes', str(held)]) == 0
+    written = create_pretrain_infos(str(tmp_path), 'v1.0-mini', str(tmp_path / 'infos'),
+                                    str(held))
+    assert sorted(written) == ['pretrain', 'pretrain_val', 'train', 'val']
     infos = {}
     for split in ('pretrain', 'pretrain_val', 'train', 'val'):
         with open(tmp_path / 'infos' / f'nuscenes_infos_{split}.pkl', 'rb') as f:

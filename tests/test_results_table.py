@@ -1,7 +1,8 @@
-"""tools/results_table.py on work directories laid out as mmengine writes them."""
+"""The results table (tools/results_table.py) on work directories laid out as mmengine writes
+them."""
 import json
 
-from tools.results_table import main
+from projects.img2lidar.evaluation.results_table import collect, write_results
 
 
 def _run(tmp_path, name, config_name, config_text, miou, car):
@@ -16,7 +17,7 @@ def _run(tmp_path, name, config_name, config_text, miou, car):
     return str(wd)
 
 
-def test_table_of_methods_and_protocols(tmp_path, capsys):
+def test_table_of_methods_and_protocols(tmp_path):
     ck = "init_cfg=dict(type='Pretrained', checkpoint='work_dirs/stslidr_run/epoch_50.pth')"
     dirs = [
         _run(tmp_path, 'a', 'minkunet34_linear-probe_nuscenes-lidarseg.py',
@@ -28,11 +29,11 @@ def test_table_of_methods_and_protocols(tmp_path, capsys):
         _run(tmp_path, 'd', 'minkunet34_2xb8-100e_semantickitti-1pct.py',
              f"every_nth=100\nmodel = dict(type='MinkUNet', {ck})", 0.4472, 0.9),
     ]
-    assert main(dirs + ['--out', str(tmp_path / 't.md')]) == 0
-    out = capsys.readouterr().out
+    out = write_results(collect(dirs, None), str(tmp_path / 't.md'), str(tmp_path / 't.json'))
     lines = out.splitlines()
     assert lines[0] == '| method | linear probe | nuScenes 1% | SemanticKITTI 1% |'
     assert lines[2] == '| stslidr_run | 40.5 | 40.8 | 44.7 |'
     assert lines[3] == '| random init | - | 30.3 | - |'
     assert '| stslidr_run | nuScenes 1% | 80.0 | - |' in out  # per class: car, road (NaN -> -)
     assert (tmp_path / 't.md').read_text().strip() == out.strip()
+    assert json.loads((tmp_path / 't.json').read_text())['stslidr_run']['nuScenes 1%'] == 40.75

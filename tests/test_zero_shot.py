@@ -20,8 +20,9 @@ from mmengine.runner import load_checkpoint
 from torch.nn import functional as F
 
 from conftest import REPO_ROOT
-from tools.create_text_embeddings import (NUSCENES_CLASSES, create_text_embeddings,
-                                          main as text_main, readable_name)
+from projects.img2lidar.datasets import NuScenesLidarSegDataset, SemanticKittiFewShotDataset
+from projects.img2lidar.preparation.text_embeddings import (class_names, create_text_embeddings,
+                                                            parse_classes, readable_name)
 
 PROJ_DIM = 16
 
@@ -79,14 +80,15 @@ def test_clip_teacher_dense_features(tiny_clip):
     # the block's residual and MLP then run as usual (MaskCLIP's reference implementation)
     vision = clip.vision_model
     attn = vision.encoder.layers[-1].self_attn
-    hidden = vision(pixel_values=imgs, interpolate_pos_encoding=True,
+    pixels = teacher.normalize(imgs)  # the teacher normalises with CLIP's statistics
+    hidden = vision(pixel_values=pixels, interpolate_pos_encoding=True,
                     output_hidden_states=True).hidden_states
     original = attn.forward
     attn.forward = lambda hidden_states, *a, **k: (attn.out_proj(attn.v_proj(hidden_states)),
                                                    None)
     try:
         with torch.no_grad():
-            tokens = vision(pixel_values=imgs, interpolate_pos_encoding=True).last_hidden_state
+            tokens = vision(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
     finally:
         attn.forward = original
     with torch.no_grad():
@@ -109,18 +111,24 @@ def test_clip_teacher_dense_features(tiny_clip):
 def test_text_embeddings_tool(tiny_clip, tmp_path):
     path, clip = tiny_clip
     out = tmp_path / 'nus.pth'
-    assert text_main(['--checkpoint', str(path), '--classes', 'nuscenes', '--out',
-                      str(out)]) == 0
+    create_text_embeddings(str(path), parse_classes('nuscenes'), str(out), progress=False)
     saved = torch.load(out, weights_only=True)
     assert set(saved) == {'embeddings', 'classes', 'templates', 'checkpoint'}
     emb = saved['embeddings']
     assert emb.shape == (16, PROJ_DIM) and emb.dtype == torch.float32
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(16))
-    assert saved['classes'] == list(NUSCENES_CLASSES) and len(saved['templates']) > 5
+    # the class table is the dataset's own, so prompts cannot drift from the scored labels
+    assert saved['classes'] == list(NuScenesLidarSegDataset.METAINFO['classes'])
+    assert len(saved['templates']) > 5
+    kitti = class_names('semantickitti')
+    assert kitti == list(SemanticKittiFewShotDataset.METAINFO['classes']) and len(kitti) == 19
+    assert readable_name(kitti[4]) == 'vehicle' and readable_name(kitti[15]) == 'tree trunk'
+    assert readable_name(kitti[16]) == 'terrain'
+    assert parse_classes('car, road') == ['car', 'road']
     assert readable_name('traffic_cone') == 'traffic cone'
     assert readable_name('driveable_surface') == 'driveable surface'
     # reproducible, and distinct classes get distinct embeddings
-    again = create_text_embeddings(str(path), NUSCENES_CLASSES, str(tmp_path / 'again.pth'),
+    again = create_text_embeddings(str(path), class_names('nuscenes'), str(tmp_path / 'again.pth'),
                                    progress=False)
     torch.testing.assert_close(again['embeddings'], emb, atol=0, rtol=0)
     assert (emb @ emb.T - torch.eye(16)).abs().max() < 0.999

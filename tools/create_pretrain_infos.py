@@ -4,107 +4,14 @@
     python tools/create_pretrain_infos.py --root data/nuscenes --version v1.0-trainval \
         --out-dir data/nuscenes/infos
 
-Writes, each with only the entries this project reads (lidar path and ``lidar2ego``,
-``ego2global``, per camera ``img_path`` / ``cam2img`` / ``cam2ego`` / ``lidar2cam`` with the ego
-motion between the lidar and camera timestamps folded in, and ``pts_semantic_mask_path`` when
-lidarseg is present):
-
-- ``nuscenes_infos_pretrain.pkl``: train scenes not in the pretraining validation list
-  (600 on v1.0-trainval);
-- ``nuscenes_infos_pretrain_val.pkl``: the scenes of ``--pretrain-val-scenes``
-  (shared/data/splits/nuscenes_pretrain_val_scenes.txt; 100 on v1.0-trainval);
-- ``nuscenes_infos_train.pkl`` / ``nuscenes_infos_val.pkl``: the official splits
-  (mini_train / mini_val on v1.0-mini).
-
-Paths in the infos are relative to the data prefixes of the configs: lidar files to
-``samples/LIDAR_TOP`` and images to ``samples/<CAM>`` (as mmdet3d's nuScenes configs).
+Writes nuscenes_infos_{pretrain (600 scenes), pretrain_val (100), train, val}.pkl; what they
+hold is documented in ``projects.img2lidar.preparation.pretrain_infos``, where the code lives.
 """
 import argparse
-import os
 import os.path as osp
-import pickle
 import sys
-from typing import Dict, List
 
-import numpy as np
-from pyquaternion import Quaternion
-
-CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
-           'CAM_BACK_RIGHT')
-
-
-def pose(rec: dict) -> np.ndarray:
-    """4x4 transform of a calibrated_sensor or ego_pose record."""
-    m = np.eye(4)
-    m[:3, :3] = Quaternion(rec['rotation']).rotation_matrix
-    m[:3, 3] = rec['translation']
-    return m
-
-
-def sample_info(nusc, sample: dict, index: int) -> dict:
-    """The v1.1 info entry of one keyframe (plus ``scene_name`` and ``scene_index``, its
-    scene's position in the scene table, which SLidR's few-shot subsets need)."""
-    lidar_sd = nusc.get('sample_data', sample['data']['LIDAR_TOP'])
-    lidar2ego = pose(nusc.get('calibrated_sensor', lidar_sd['calibrated_sensor_token']))
-    ego2global = pose(nusc.get('ego_pose', lidar_sd['ego_pose_token']))
-    scene = nusc.get('scene', sample['scene_token'])
-    info = dict(
-        sample_idx=index,
-        token=sample['token'],
-        scene_name=scene['name'],
-        scene_index=nusc._token2ind['scene'][scene['token']],
-        timestamp=lidar_sd['timestamp'] / 1e6,
-        ego2global=ego2global.tolist(),
-        lidar_points=dict(
-            num_pts_feats=5,
-            lidar_path=osp.basename(lidar_sd['filename']),
-            lidar2ego=lidar2ego.tolist()),
-        images={})
-    for cam in CAMERAS:
-        if cam not in sample['data']:
-            continue
-        sd = nusc.get('sample_data', sample['data'][cam])
-        cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
-        cam2ego = pose(cs)
-        cam_ego2global = pose(nusc.get('ego_pose', sd['ego_pose_token']))
-        # lidar -> ego(t_lidar) -> global -> ego(t_cam) -> cam
-        lidar2cam = (np.linalg.inv(cam2ego) @ np.linalg.inv(cam_ego2global) @ ego2global
-                     @ lidar2ego)
-        info['images'][cam] = dict(
-            img_path=osp.basename(sd['filename']),
-            cam2img=np.asarray(cs['camera_intrinsic']).tolist(),
-            cam2ego=cam2ego.tolist(),
-            sample_data_token=sd['token'],
-            timestamp=sd['timestamp'] / 1e6,
-            lidar2cam=lidar2cam.tolist())
-    if 'lidarseg' in nusc.table_names and len(nusc.lidarseg):
-        try:
-            rec = nusc.get('lidarseg', lidar_sd['token'])
-            info['pts_semantic_mask_path'] = rec['filename']
-        except KeyError:
-            pass
-    return info
-
-
-def split_scenes(version: str, pretrain_val_file: str) -> Dict[str, List[str]]:
-    """Scene names of each output split."""
-    from nuscenes.utils import splits
-    if version == 'v1.0-mini':
-        train, val = splits.mini_train, splits.mini_val
-    elif version == 'v1.0-trainval':
-        train, val = splits.train, splits.val
-    else:
-        raise ValueError(f'unsupported version {version}')
-    pretrain_val = []
-    if pretrain_val_file:
-        with open(pretrain_val_file) as f:
-            pretrain_val = [line.strip() for line in f if line.strip()]
-    held = set(pretrain_val)
-    return dict(
-        pretrain=[s for s in train if s not in held],
-        pretrain_val=[s for s in train if s in held],
-        train=list(train),
-        val=list(val))
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 
 def main(argv=None) -> int:
@@ -114,46 +21,16 @@ def main(argv=None) -> int:
     parser.add_argument('--out-dir', default=None, help='defaults to the root')
     parser.add_argument(
         '--pretrain-val-scenes',
-        default=osp.join(osp.dirname(__file__), '..', '..', 'shared', 'data', 'splits',
-                         'nuscenes_pretrain_val_scenes.txt'),
+        default=osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'shared', 'data',
+                         'splits', 'nuscenes_pretrain_val_scenes.txt'),
         help='scene names held out for pretraining validation, one per line')
     parser.add_argument('--splits', nargs='+', default=['pretrain', 'pretrain_val', 'train', 'val'])
     parser.add_argument('--prefix', default='nuscenes_infos')
     args = parser.parse_args(argv)
 
-    from mmengine.utils import ProgressBar
-    from nuscenes import NuScenes
-
-    if not osp.isfile(args.pretrain_val_scenes):
-        print(f'warning: {args.pretrain_val_scenes} not found; no scene is held out',
-              file=sys.stderr)
-        args.pretrain_val_scenes = ''
-    nusc = NuScenes(version=args.version, dataroot=args.root, verbose=False)
-    scenes = split_scenes(args.version, args.pretrain_val_scenes)
-    by_name = {s['name']: s for s in nusc.scene}
-    out_dir = args.out_dir or args.root
-    os.makedirs(out_dir, exist_ok=True)
-    for split in args.splits:
-        names = [n for n in scenes[split] if n in by_name]
-        tokens = []
-        for n in names:
-            tok = by_name[n]['first_sample_token']
-            while tok:
-                tokens.append(tok)
-                tok = nusc.get('sample', tok)['next']
-        print(f'{split}: {len(names)} scenes, {len(tokens)} samples')
-        bar = ProgressBar(len(tokens))
-        data_list = []
-        for i, tok in enumerate(tokens):
-            data_list.append(sample_info(nusc, nusc.get('sample', tok), i))
-            bar.update()
-        print()
-        path = osp.join(out_dir, f'{args.prefix}_{split}.pkl')
-        with open(path, 'wb') as f:
-            pickle.dump(dict(metainfo=dict(dataset='nuscenes', version=args.version,
-                                           info_version='1.1', split=split,
-                                           scenes=names), data_list=data_list), f)
-        print(f'wrote {path}')
+    from projects.img2lidar.preparation.pretrain_infos import create_pretrain_infos
+    create_pretrain_infos(args.root, args.version, args.out_dir, args.pretrain_val_scenes,
+                          args.splits, args.prefix)
     return 0
 
 

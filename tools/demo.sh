@@ -39,8 +39,8 @@ for method in stslidr relational; do
 done
 RUNS=()
 for init in stslidr relational random; do
-  if [ "$init" = random ]; then ckpt=(model.backbone.init_cfg=None)
-  else ckpt=("model.backbone.init_cfg.checkpoint=$WORK/$init/epoch_6.pth"); fi
+  if [ "$init" = random ]; then ckpt=(model.init_cfg=None)
+  else ckpt=("model.init_cfg.checkpoint=$WORK/$init/epoch_6.pth"); fi
   for proto in probe fewshot; do
     if [ "$proto" = probe ]; then cfg=configs/demo/minkunet-w16_linear-probe_1xb2-6e_demo.py
     else cfg=configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py; fi

@@ -2,31 +2,4 @@
 # Testing through Slurm, as mmdet3d's tools/slurm_test.sh:
 #   GPUS=8 bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
 # Environment: GPUS, GPUS_PER_NODE (0 for CPU clusters), CPUS_PER_TASK, SRUN_ARGS, PYTHON.
-set -x
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-PY_ARGS=${@:5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python)}
-if [ "$GPUS_PER_NODE" -gt 0 ]; then
-  GRES="--gres=gpu:${GPUS_PER_NODE}"; TASKS_PER_NODE="--ntasks-per-node=${GPUS_PER_NODE}"
-else
-  GRES=""; TASKS_PER_NODE=""
-fi
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-srun -p ${PARTITION} \
-    --job-name=${JOB_NAME} \
-    ${GRES} \
-    --ntasks=${GPUS} \
-    ${TASKS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$ROOT/tools/test.py" ${CONFIG} ${CHECKPOINT} --launcher="slurm" ${PY_ARGS}
+exec bash "$(dirname "$0")/_srun.sh" test.py "$1" "$2" "$3" "$4" "${@:5}"

@@ -1,15 +1,13 @@
 # DEMO few-shot finetuning: mmdet3d's MinkUNet segmentor with the demo student's backbone,
-# initialised from a demo pretraining checkpoint (or random: model.backbone.init_cfg=None),
-# on one scene of the demo world's train scenes (few_shot=25: every 4th train scene),
-# evaluated with SegMetric on the demo validation scenes.
-_base_ = ['../finetune/minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py']
+# initialised from a demo pretraining checkpoint (model.init_cfg.checkpoint=PATH, or random:
+# model.init_cfg=None), on one scene of the demo world's train scenes (few_shot=25: every 4th
+# train scene), evaluated with SegMetric on the demo validation scenes.
+_base_ = ['../finetune/minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py', './demo_sizes.py']
 data_root = 'data/demo/'
 model = dict(
-    backbone=dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
-                  encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
-                  decoder_blocks=[1, 1, 1, 1],
-                  init_cfg=dict(checkpoint='work_dirs/demo/stslidr/epoch_6.pth')),
-    decode_head=dict(channels=48))
+    backbone=_base_.demo_student_backbone,
+    decode_head=dict(channels=_base_.demo_student_backbone.decoder_channels[-1]),
+    init_cfg=dict(checkpoint='work_dirs/demo/stslidr/epoch_6.pth'))
 train_dataloader = dict(batch_size=2, num_workers=1,
                         dataset=dict(data_root=data_root, few_shot=25))
 val_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root))

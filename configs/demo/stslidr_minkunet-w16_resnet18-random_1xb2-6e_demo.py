@@ -1,35 +1,18 @@
 # DEMO pretraining (ST-SLidR) on the built-in demo world (tools/create_demo_world.py): the
-# nuScenes ST-SLidR config with a small MinkUNet student (width 16, one block per stage), a
-# small ResNet-18 teacher that is FROZEN AND RANDOMLY INITIALISED (no weights are downloaded;
-# random conv features still separate the world's colours and textures), 112x208 crops,
-# batch 2, 6 epochs. Only the sizes differ from the paper config.
-_base_ = ['../st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py']
+# nuScenes ST-SLidR config at the demo's sizes (./demo_sizes.py: a small MinkUNet student, a
+# small ResNet-18 teacher that is FROZEN AND RANDOMLY INITIALISED, 112x208 crops), batch 2,
+# 6 epochs, no validation.
+_base_ = ['../st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py', './demo_sizes.py']
 data_root = 'data/demo/'
 model = dict(
-    student=dict(backbone=dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
-                               encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
-                               decoder_blocks=[1, 1, 1, 1])),
-    teacher=dict(checkpoint=None, backbone=dict(depth=18, base_channels=16, stem_channels=16)),
-    image_head=dict(in_channels=128))
-train_pipeline = [
-    dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
-    dict(type='LoadMultiViewImagesAndSuperpixels'),
-    dict(type='PointPixelPairing', min_depth=1.0),
-    dict(type='PairedRandomResizedCrop', size=(112, 208), min_pairs_per_image=64, min_pairs=256),
-    dict(type='PairedRandomFlip', prob=0.5),
-    dict(type='PairedCloudAugmentation'),
-    dict(type='PackImageLidarInputs'),
-]
+    student=dict(backbone=_base_.demo_student_backbone),
+    teacher=dict(checkpoint=None, backbone=_base_.demo_teacher_backbone),
+    image_head=dict(in_channels=_base_.demo_teacher_channels))
 train_dataloader = dict(
     batch_size=2, num_workers=1,
-    dataset=dict(data_root=data_root, ann_file='nuscenes_infos_pretrain.pkl',
-                 pipeline=train_pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
+    dataset=dict(data_root=data_root, pipeline=_base_.demo_pretrain_pipeline))
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=6, by_epoch=True, eta_min=0)]
 train_cfg = dict(max_epochs=6, val_interval=100)

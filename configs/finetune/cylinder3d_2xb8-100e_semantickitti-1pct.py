@@ -2,8 +2,6 @@
 # (every 100th sorted scan of sequences 00-07, 09, 10), validated on sequence 08.
 _base_ = [
     '../_base_/models/cylinder3d_segmentor.py', '../_base_/datasets/semantickitti_lidarseg.py',
-    '../_base_/schedules/finetune_sgd_100e.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/finetune_sgd_100e.py'
 ]
-num_classes = 19
-model = dict(decode_head=dict(num_classes=num_classes, ignore_index=num_classes))
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
+model = dict(decode_head=dict(num_classes=19, ignore_index=19))

@@ -1,10 +1,3 @@
-# Finetuning a pretrained minkunet34 on 100% of nuScenes lidarseg train (SLidR's few-shot
-# subset), evaluated with mmdet3d's SegMetric on the 150 val scenes. The pretraining checkpoint:
-# --cfg-options model.backbone.init_cfg.checkpoint=PATH (MinkUNet) or
-# model.init_cfg.checkpoint=PATH (Cylinder3D); set that init_cfg to None for random init.
-_base_ = [
-    '../_base_/models/minkunet34_segmentor.py', '../_base_/datasets/nuscenes_lidarseg.py',
-    '../_base_/schedules/finetune_sgd_100e.py', '../_base_/default_runtime.py'
-]
+# Finetuning a pretrained minkunet34 on all of nuScenes lidarseg train; see the 1% config.
+_base_ = ['./minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py']
 train_dataloader = dict(dataset=dict(few_shot=100))
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))

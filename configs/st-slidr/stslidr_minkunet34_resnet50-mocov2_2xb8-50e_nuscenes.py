@@ -1,22 +1,8 @@
 # ST-SLidR: semantically tolerant contrastive loss (quantile form, min_quantile 0.01,
 # masked negatives as logit 0 like the reference) with class-agnostic balancing
 # (Mahmoud et al., CVPR 2023).
-# minkunet34 student, frozen ResNet-50 (MoCo v2) teacher, 600 nuScenes scenes, 50 epochs,
-# batch 16 = 2 GPUs x 8, SGD lr 0.5, cosine.
-_base_ = [
-    '../_base_/models/minkunet34_student.py', '../_base_/models/resnet50_dilated_teacher.py',
-    '../_base_/datasets/nuscenes_pretrain.py', '../_base_/schedules/pretrain_sgd_50e.py',
-    '../_base_/default_runtime.py'
-]
-model = dict(
-    data_preprocessor={{_base_.img_norm}},
-    teacher={{_base_.teacher}},
-    image_head={{_base_.image_head}},
-    losses=dict(
-        loss_st=dict(
-            type='SemanticallyTolerantLoss',
-            tau=0.07,
-            tolerance='quantile',
-            min_quantile=0.01,
-            masked_negatives='zero_logit',
-            balancing=dict(type='ClassAgnosticBalancing', threshold=0.5))))
+# minkunet34 student, frozen ResNet-50 (MoCo v2) teacher: see the base for data and schedule.
+_base_ = ['../_base_/pretrain/minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py']
+model = dict(losses=dict(loss_st=dict(
+    type='SemanticallyTolerantLoss', tau=0.07, tolerance='quantile', min_quantile=0.01,
+    masked_negatives='zero_logit', balancing=dict(type='ClassAgnosticBalancing', threshold=0.5))))

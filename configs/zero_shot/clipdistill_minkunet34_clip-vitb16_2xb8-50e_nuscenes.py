@@ -10,9 +10,6 @@ _base_ = [
 clip_checkpoint = 'checkpoints/clip-vit-base-patch16'
 embed_dim = 512
 model = dict(
-    # CLIP's pixel statistics (projects.img2lidar.models.teachers.CLIP_IMG_NORM)
-    data_preprocessor=dict(mean=[122.771, 116.746, 104.094], std=[68.501, 66.632, 70.323],
-                           bgr_to_rgb=True),
     student=dict(out_channels=embed_dim),
     teacher=dict(type='CLIPImageTeacher', checkpoint=clip_checkpoint),
     image_head=dict(type='ImageProjectionHead', in_channels=embed_dim, out_channels=embed_dim,

@@ -3,10 +3,12 @@
 dataset_type = 'NuScenesLidarSegDataset'
 data_root = 'data/nuscenes/'
 data_prefix = dict(pts='samples/LIDAR_TOP', pts_semantic_mask='')
-train_pipeline = [
+load = [
     dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=4),
     dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_seg_3d=True,
          seg_3d_dtype='np.uint8'),
+]
+train_pipeline = load + [
     dict(type='PointSegClassMapping'),
     dict(type='GlobalRotScaleTrans', rot_range=[-3.1415926, 3.1415926],
          scale_ratio_range=[0.95, 1.05], translation_std=[0, 0, 0]),
@@ -14,10 +16,7 @@ train_pipeline = [
          flip_ratio_bev_vertical=0.5),
     dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask']),
 ]
-test_pipeline = [
-    dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=4),
-    dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_seg_3d=True,
-         seg_3d_dtype='np.uint8'),
+test_pipeline = load + [
     dict(type='PointSegClassMapping'),
     dict(type='Pack3DDetInputs', keys=['points']),
 ]

@@ -6,10 +6,12 @@ cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BA
            'CAM_BACK_RIGHT']
 data_prefix = dict(pts='samples/LIDAR_TOP', sp='superpixels',
                    **{cam: f'samples/{cam}' for cam in cameras})
-train_pipeline = [
+load = [
     dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
     dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
     dict(type='PointPixelPairing', min_depth=1.0),
+]
+train_pipeline = load + [
     dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(0.3, 1.0),
          ratio=(14 / 9, 17 / 9), max_tries=10, min_pairs_per_image=512, min_pairs=1024),
     dict(type='PairedRandomFlip', prob=0.5),
@@ -31,30 +33,18 @@ train_dataloader = dict(
         skip_bad_samples=True,
         pipeline=train_pipeline))
 # pretraining validation (the 100 held-out scenes): the structural gap, no labels needed
-val_pipeline = [
-    dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
-    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
-    dict(type='PointPixelPairing', min_depth=1.0),
+val_pipeline = load + [
     # the whole image (scale 1, the nuScenes aspect ratio), resized: deterministic
     dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(1.0, 1.0),
          ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1),
     dict(type='PackImageLidarInputs'),
 ]
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=8,
-    persistent_workers=True,
+    train_dataloader,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='nuscenes_infos_pretrain_val.pkl',
-        data_prefix=data_prefix,
-        cameras=cameras,
-        test_mode=True,
-        pipeline=val_pipeline))
+    dataset=dict(train_dataloader['dataset'], ann_file='nuscenes_infos_pretrain_val.pkl',
+                 skip_bad_samples=False, test_mode=True, pipeline=val_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='StructuralGapMetric')
 test_evaluator = val_evaluator

@@ -6,6 +6,7 @@ model = dict(
     type='ImageLidarDistiller',
     data_preprocessor=dict(
         type='PointVoxelDataPreprocessor',
+        bgr_to_rgb=True,  # images are read as BGR; each teacher normalises its RGB input
         voxel=True,
         voxel_type='cylindrical',
         voxel_layer=dict(

@@ -8,3 +8,8 @@ train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=50, val_interva
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# a mid-epoch checkpoint every 500 iterations (the newest one kept) besides the epoch ones, so
+# that a killed run resumes where it stopped (ResumableEpochBasedTrainLoop), losing little
+custom_hooks = [
+    dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1, save_last=False)
+]

@@ -1,4 +1,5 @@
 """SemanticKITTI with the few-shot training subset of the image-to-lidar papers."""
+import copy
 from typing import List, Optional
 
 from mmdet3d.datasets import SemanticKittiDataset
@@ -9,7 +10,8 @@ from mmdet3d.registry import DATASETS
 class SemanticKittiFewShotDataset(SemanticKittiDataset):
     """mmdet3d's ``SemanticKittiDataset`` keeping every ``every_nth`` scan of the sorted scan
     list (SLidR's SemanticKITTI 1%: ``sorted(files)[::100]`` over sequences 00-07, 09, 10,
-    which are the scans of mmdet3d's train info file).
+    which are the scans of mmdet3d's train info file), with the class table, palette and label
+    map in :attr:`METAINFO` (configs need not restate them).
 
     Args:
         every_nth (int, optional): Keep scans 0, n, 2n, ... of the scans sorted by path; None
@@ -17,11 +19,29 @@ class SemanticKittiFewShotDataset(SemanticKittiDataset):
         **kwargs: See ``SemanticKittiDataset``.
     """
 
-    def __init__(self, every_nth: Optional[int] = None, **kwargs) -> None:
+    #: the one class table of SemanticKITTI in this project: the 19 classes with
+    #: semantic-kitti.yaml's names (mmdet3d's ``SemanticKittiDataset`` writes 'bus', 'trunck'
+    #: and 'terrian' for 'other-vehicle', 'trunk' and 'terrain'), its palette, and its learning
+    #: map from raw labels to the 19 classes (19 = ignored)
+    METAINFO = dict(
+        SemanticKittiDataset.METAINFO,
+        classes=('car', 'bicycle', 'motorcycle', 'truck', 'other-vehicle', 'person', 'bicyclist',
+                 'motorcyclist', 'road', 'parking', 'sidewalk', 'other-ground', 'building',
+                 'fence', 'vegetation', 'trunk', 'terrain', 'pole', 'traffic-sign'),
+        seg_label_mapping={0: 19, 1: 19, 10: 0, 11: 1, 13: 4, 15: 2, 16: 4, 18: 3, 20: 4, 30: 5,
+                           31: 6, 32: 7, 40: 8, 44: 9, 48: 10, 49: 11, 50: 12, 51: 13, 52: 19,
+                           60: 8, 70: 14, 71: 15, 72: 16, 80: 17, 81: 18, 99: 19, 252: 0, 253: 6,
+                           254: 5, 255: 7, 256: 4, 257: 4, 258: 3, 259: 4},
+        max_label=259)
+
+    def __init__(self, every_nth: Optional[int] = None, metainfo: Optional[dict] = None,
+                 **kwargs) -> None:
         if every_nth is not None and every_nth < 1:
             raise ValueError(f'every_nth must be >= 1, got {every_nth}')
         self.every_nth = every_nth
-        super().__init__(**kwargs)
+        # mmdet3d reads the label map from the metainfo argument: start from METAINFO
+        super().__init__(metainfo=dict(copy.deepcopy(self.METAINFO), **(metainfo or {})),
+                         **kwargs)
 
     def load_data_list(self) -> List[dict]:
         data_list = super().load_data_list()

@@ -12,10 +12,14 @@ this one mechanism, :func:`register_student_layout`:
   children (parts of another model that are known and unused here, e.g. the teacher of a
   pretraining checkpoint read by the zero-shot segmentor) are left for the loader to report;
   any other key is an error that names it, never a silent move.
+
+The other direction, a pretraining checkpoint into an mmdet3d segmentor, is
+:class:`PretrainedStudentInit` (``init_cfg=dict(type='PretrainedStudent', checkpoint=...)``).
 """
 from functools import partial
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
+from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 
@@ -66,3 +70,67 @@ def register_student_layout(model: nn.Module, foreign: Sequence[str] = ()) -> No
     model._register_state_dict_hook(_flatten)
     model._register_load_state_dict_pre_hook(partial(_nest, foreign=tuple(foreign)),
                                              with_module=True)
+
+
+@WEIGHT_INITIALIZERS.register_module(name='PretrainedStudent')
+class PretrainedStudentInit:
+    """``init_cfg=dict(type='PretrainedStudent', checkpoint=PATH)``: load a pretrained student
+    into an mmdet3d segmentor, the one mechanism for every student.
+
+    The parts the segmentor shares with the student (``backbone``, and ``voxel_encoder`` for
+    Cylinder3D) are loaded strictly from the checkpoint's top-level keys: a part whose keys are
+    missing is an error naming the checkpoint and the keys, never a silent random start. The
+    checkpoint's other keys (projection, teacher, 2D head, losses) are not used. The loaded parts
+    are marked initialised, so the segmentor's own initialisation does not overwrite them.
+
+    Args:
+        checkpoint (str): A pretraining checkpoint (or any checkpoint with those top-level
+            keys, ``module.`` prefixes allowed).
+        parts (Sequence[str], optional): The parts to load; the segmentor's children among
+            ``voxel_encoder`` and ``backbone`` when None.
+        map_location (str): Where the tensors are read to. Defaults to 'cpu'.
+    """
+
+    STUDENT_PARTS = ('voxel_encoder', 'backbone')
+
+    def __init__(self, checkpoint: str, parts: Optional[Sequence[str]] = None,
+                 map_location: str = 'cpu') -> None:
+        self.checkpoint = checkpoint
+        self.parts = None if parts is None else tuple(parts)
+        self.map_location = map_location
+
+    def __call__(self, module: nn.Module) -> None:
+        from mmengine.logging import MMLogger
+        from mmengine.runner.checkpoint import CheckpointLoader
+        ckpt = CheckpointLoader.load_checkpoint(self.checkpoint, map_location=self.map_location)
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        children = dict(module.named_children())
+        parts = self.parts or tuple(p for p in self.STUDENT_PARTS if p in children)
+        if not parts:
+            raise KeyError(f'{type(module).__name__} has none of the student parts '
+                           f'{self.STUDENT_PARTS} to load from {self.checkpoint}')
+        loaded = 0
+        for part in parts:
+            sub = children[part]
+            given = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + '.')}
+            missing = [k for k in sub.state_dict() if k not in given]
+            if missing:
+                raise KeyError(f'{self.checkpoint}: {len(missing)} keys of {part} are missing, '
+                               f'e.g. {[part + "." + k for k in missing[:5]]} (expected a '
+                               'pretraining checkpoint with the student at the top level)')
+            result = sub.load_state_dict(given, strict=False)
+            if result.unexpected_keys:
+                raise KeyError(f'{self.checkpoint}: {part} does not have the keys '
+                               f'{[part + "." + k for k in result.unexpected_keys[:5]]}')
+            if hasattr(sub, '_is_init'):
+                sub._is_init = True  # the segmentor's init_weights must not overwrite it
+            loaded += len(given)
+        MMLogger.get_current_instance().info(
+            f'PretrainedStudent: {loaded} tensors of {", ".join(parts)} loaded from '
+            f'{self.checkpoint}')
+
+    def _get_init_info(self) -> str:
+        return f'{self.__class__.__name__}: load {self.parts or "student parts"} from ' \
+               f'{self.checkpoint}'

@@ -1,5 +1,8 @@
-"""Frozen 2D teachers."""
-from .clip_image_teacher import CLIP_IMG_NORM, CLIPImageTeacher
+"""Frozen 2D teachers; each normalises its input with its own statistics."""
+from .clip_image_teacher import CLIPImageTeacher
 from .frozen_image_teacher import FrozenImageTeacher
+from .image_normalization import CLIP_MEAN_STD, IMAGENET_MEAN_STD, ImageNormalization
+from .vit_teacher import ViTTeacher
 
-__all__ = ['FrozenImageTeacher', 'CLIPImageTeacher', 'CLIP_IMG_NORM']
+__all__ = ['FrozenImageTeacher', 'CLIPImageTeacher', 'ViTTeacher', 'ImageNormalization',
+           'IMAGENET_MEAN_STD', 'CLIP_MEAN_STD']

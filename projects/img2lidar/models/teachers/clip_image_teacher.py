@@ -8,10 +8,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn import functional as F
 
-#: Data preprocessor normalisation for CLIP (OpenAI's mean / std times 255, RGB order). The
-#: project loads images with OpenCV (BGR), hence ``bgr_to_rgb=True``.
-CLIP_IMG_NORM = dict(mean=[122.7709383, 116.7460125, 104.09373615],
-                     std=[68.5005327, 66.6321579, 70.32316305], bgr_to_rgb=True)
+from .image_normalization import CLIP_MEAN_STD, ImageNormalization
+
 
 
 @MODELS.register_module()
@@ -49,11 +47,9 @@ class CLIPImageTeacher(BaseModule):
     ``merges.txt``, ``tokenizer_config.json``...) into ``DIR`` for
     ``tools/create_text_embeddings.py``.
 
-    Images: normalise with CLIP's statistics, i.e. the data preprocessor's
-    ``mean=[122.771, 116.746, 104.094]``, ``std=[68.501, 66.632, 70.323]``,
-    ``bgr_to_rgb=True`` (:data:`CLIP_IMG_NORM`), not the ImageNet ones. Any height and width
-    divisible by the patch size work: the position embeddings are interpolated (bicubic) to
-    the patch grid.
+    Images: RGB in [0, 255]; the teacher normalises them with CLIP's statistics
+    (:data:`CLIP_MEAN_STD`), not ImageNet's. Any height and width divisible by the patch size
+    work: the position embeddings are interpolated (bicubic) to the patch grid.
 
     Args:
         checkpoint (str): Local transformers CLIP directory (see above).
@@ -69,6 +65,7 @@ class CLIPImageTeacher(BaseModule):
         from transformers import CLIPModel
 
         clip = CLIPModel.from_pretrained(checkpoint, local_files_only=True)
+        self.normalize = ImageNormalization(*CLIP_MEAN_STD)
         self.checkpoint = checkpoint
         self.residual_ffn = residual_ffn
         self.vision_model = clip.vision_model.float()
@@ -111,8 +108,8 @@ class CLIPImageTeacher(BaseModule):
         """Dense teacher features in CLIP's joint image-text space.
 
         Args:
-            imgs (Tensor): Images normalised with CLIP's mean / std, shape (N, 3, H, W), H and
-                W divisible by the patch size p.
+            imgs (Tensor): RGB images in [0, 255], shape (N, 3, H, W), H and W divisible by
+                the patch size p; normalised here with CLIP's statistics.
 
         Returns:
             Tensor: Unit-norm features, shape (N, E, H / p, W / p), E = :attr:`embed_dim`.
@@ -123,6 +120,7 @@ class CLIPImageTeacher(BaseModule):
             raise ValueError(f'CLIPImageTeacher: image size {h}x{w} is not divisible by the '
                              f'patch size {p}')
         vision = self.vision_model
+        imgs = self.normalize(imgs.float())
         x = vision.embeddings(imgs.to(vision.embeddings.patch_embedding.weight.dtype),
                               interpolate_pos_encoding=True)
         x = vision.pre_layrnorm(x)

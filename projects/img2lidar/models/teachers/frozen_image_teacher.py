@@ -1,5 +1,5 @@
 """The frozen 2D teacher: any mm image backbone, always in eval mode, never trained."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmdet3d.registry import MODELS
@@ -8,6 +8,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.runner import load_checkpoint
 from torch import Tensor
+
+from .image_normalization import IMAGENET_MEAN_STD, ImageNormalization
 
 
 @MODELS.register_module()
@@ -27,11 +29,16 @@ class FrozenImageTeacher(BaseModule):
             warning: only for demos and tests.
         out_index (int): Which backbone output to return when it returns several.
             Defaults to -1.
+        mean (Sequence[float]): Per-channel mean of the RGB [0, 255] images the backbone was
+            trained on. Defaults to ImageNet's.
+        std (Sequence[float]): Their standard deviation. Defaults to ImageNet's.
     """
 
     def __init__(self, backbone: ConfigType, checkpoint: Optional[str] = None,
-                 out_index: int = -1) -> None:
+                 out_index: int = -1, mean: Sequence[float] = IMAGENET_MEAN_STD[0],
+                 std: Sequence[float] = IMAGENET_MEAN_STD[1]) -> None:
         super().__init__(init_cfg=None)
+        self.normalize = ImageNormalization(mean, std)
         self.backbone = MODELS.build(backbone)
         self.checkpoint = checkpoint
         self.out_index = out_index
@@ -62,13 +69,13 @@ class FrozenImageTeacher(BaseModule):
         """Teacher features.
 
         Args:
-            imgs (Tensor): Normalised images, shape (N, 3, H, W).
+            imgs (Tensor): RGB images in [0, 255], shape (N, 3, H, W); normalised here.
 
         Returns:
             Tensor: Feature map, shape (N, E, H / s, W / s) (E = 2048, s = 4 for the dilated
             ResNet-50).
         """
-        out = self.backbone(imgs)
+        out = self.backbone(self.normalize(imgs))
         if isinstance(out, (list, tuple)):
             out = out[self.out_index]
         return out

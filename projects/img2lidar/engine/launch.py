@@ -1,0 +1,83 @@
+"""What tools/train.py and tools/test.py share: their common arguments and the config they run.
+
+The tools take mmdet3d 1.4's arguments; runs without CUDA use gloo and a DDP wrapper without
+device ids, so the same commands work on CPU machines and clusters.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+from typing import Optional
+
+#: ``--amp`` swaps an optimizer wrapper for its mixed-precision sibling
+AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper',
+                'FiniteCheckOptimWrapper': 'FiniteCheckAmpOptimWrapper'}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local_rank``."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs, metrics and checkpoints go')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None, local_rank: int = 0):
+    """The config with the command line applied: options merged, work dir set (default
+    ``work_dirs/<config name>``), launcher recorded, and gloo where there is no CUDA."""
+    from mmengine.config import Config
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    use_cpu_backend(cfg)
+    return cfg
+
+
+def enable_amp(cfg) -> None:
+    """Automatic mixed precision with a dynamic loss scale (``--amp``)."""
+    from mmengine.logging import print_log
+    kind = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if kind in AMP_WRAPPERS.values():
+        print_log('AMP is already enabled in the config', logger='current',
+                  level=logging.WARNING)
+        return
+    cfg.optim_wrapper.type = AMP_WRAPPERS.get(kind, 'AmpOptimWrapper')
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def use_cpu_backend(cfg) -> None:
+    """Distributed runs without CUDA use gloo (configs default to nccl) and a DDP wrapper
+    without device ids (mmengine's default passes the local rank as a CUDA device)."""
+    import torch
+    if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        if cfg.get('model_wrapper_cfg') is None:
+            cfg.model_wrapper_cfg = dict(
+                type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def build_runner(cfg):
+    """mmengine's Runner from the config (or the config's own runner type)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def print_rank(tool: str) -> None:
+    """One line per process, so that every rank's log shows it took part."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        print(f'[{tool}] process rank {dist.get_rank()} of {dist.get_world_size()} '
+              f'({dist.get_backend()})', flush=True)
