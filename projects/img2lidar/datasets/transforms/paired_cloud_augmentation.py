@@ -11,9 +11,10 @@ class PairedCloudAugmentation(BaseTransform):
     """Rotate the cloud about z, flip x and y, and optionally drop random cuboids.
 
     Pairs refer to points by index, so rotation and flips leave them valid; a cuboid drop
-    removes points and re-indexes the pairs (pairs of removed points are dropped). A cuboid is
-    only dropped when every camera keeps at least ``min_pairs_per_image`` pairs (or all it had,
-    if fewer).
+    removes the points strictly inside a cuboid centred on a random point and re-indexes the
+    pairs (pairs of removed points are dropped). A cuboid is only dropped when every camera
+    keeps at least ``min_pairs_per_image`` pairs (or all it had, if fewer and
+    ``relax_for_small_images``); otherwise it is redrawn, up to ``max_tries`` times.
 
     Required keys: ``points`` and ``pairs``. Adds ``pcd_aug_matrix`` (3, 3) with
     ``new_xyz = old_xyz @ pcd_aug_matrix.T`` and ``point_ids`` (N',): the original index of
@@ -23,9 +24,14 @@ class PairedCloudAugmentation(BaseTransform):
         rotation (bool): Rotate by an angle uniform in [0, 2 pi). Defaults to True.
         flip_x_prob (float): Probability of x -> -x. Defaults to 0.5.
         flip_y_prob (float): Probability of y -> -y. Defaults to 0.5.
-        cuboid_drop (dict, optional): ``num`` cuboids (default 1), ``size`` range of the
-            edge length in metres (default (1.0, 5.0)), ``max_tries`` per cuboid (default 10),
-            ``min_pairs_per_image`` (default 256). None disables it.
+        cuboid_drop (dict, optional): ``num`` cuboids (default 1); their edge lengths either
+            uniform in the ``size`` range in metres (default (1.0, 5.0)) per axis, or, with
+            ``extent_fraction=f``, the cloud's extent on each axis times one factor uniform in
+            [0, f) (SLidR's DropCuboids: f = 0.2); ``max_tries`` per cuboid (default 10; SLidR
+            1); ``min_pairs_per_image`` (default 256; SLidR 1024); ``relax_for_small_images``
+            (default True: an image that had fewer pairs must keep them all; False, SLidR's
+            rule: every image must keep ``min_pairs_per_image``, so a sample with a smaller
+            image never drops). None disables it.
     """
 
     def __init__(self,
@@ -37,7 +43,8 @@ class PairedCloudAugmentation(BaseTransform):
         self.flip_x_prob = flip_x_prob
         self.flip_y_prob = flip_y_prob
         self.cuboid_drop = None if cuboid_drop is None else dict(
-            dict(num=1, size=(1.0, 5.0), max_tries=10, min_pairs_per_image=256), **cuboid_drop)
+            dict(num=1, size=(1.0, 5.0), extent_fraction=None, max_tries=10,
+                 min_pairs_per_image=256, relax_for_small_images=True), **cuboid_drop)
 
     def _matrix(self) -> np.ndarray:
         mat = np.eye(3)
@@ -53,12 +60,18 @@ class PairedCloudAugmentation(BaseTransform):
         keep = np.ones(len(xyz), dtype=bool)
         num_cams = int(pairs['cam'].max()) + 1 if len(pairs['cam']) else 0
         before = np.bincount(pairs['cam'], minlength=num_cams)
-        need = np.minimum(before, cfg['min_pairs_per_image'])
+        need = np.full_like(before, cfg['min_pairs_per_image'])
+        if cfg['relax_for_small_images']:
+            need = np.minimum(before, need)
+        extent = xyz.max(0) - xyz.min(0) if len(xyz) else np.zeros(3)
         for _ in range(cfg['num']):
             for _ in range(cfg['max_tries']):
+                if cfg['extent_fraction'] is not None:
+                    half = extent * np.random.uniform(0, cfg['extent_fraction']) / 2
+                else:
+                    half = np.random.uniform(*cfg['size'], size=3) / 2
                 center = xyz[np.random.randint(len(xyz))]
-                half = np.random.uniform(*cfg['size'], size=3) / 2
-                inside = (np.abs(xyz - center) <= half).all(1)
+                inside = (np.abs(xyz - center) < half).all(1)
                 trial = keep & ~inside
                 after = np.bincount(pairs['cam'][trial[pairs['point']]], minlength=num_cams)
                 if (after >= need).all():

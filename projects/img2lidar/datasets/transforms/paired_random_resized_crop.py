@@ -1,6 +1,6 @@
 """Random resized crop of each camera image that moves pairs and superpixels with it."""
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -72,7 +72,9 @@ class PairedRandomResizedCrop(BaseTransform):
     resampled by nearest neighbour on pixel centres (:func:`crop_resize_index`), so a pair's new
     pixel reads the map within one source-pixel step of its original pixel. Pairs outside the
     box are dropped. The crop is redrawn up to ``max_tries`` times until it keeps
-    ``min(min_pairs_per_image, pairs of that image)`` pairs (else the best draw is kept).
+    ``min(min_pairs_per_image, pairs of that image)`` pairs or, with ``min_pairs_fraction``,
+    that share of the image's pairs (SLidR: more than 1,024 or 75%); else the best draw is
+    kept.
 
     Required keys: ``img``, ``pairs`` and optionally ``superpixels``. Updates them and
     ``img_shape``; adds ``img_aug`` (per image ``crop`` = [x0, y0, w, h], ``flip``).
@@ -83,6 +85,8 @@ class PairedRandomResizedCrop(BaseTransform):
         ratio (tuple[float, float]): Range of the box aspect ratio w / h.
         max_tries (int): Draws per image. Defaults to 10.
         min_pairs_per_image (int): Pairs a crop should keep. Defaults to 512.
+        min_pairs_fraction (float, optional): Or this share of the image's pairs. Defaults to
+            None.
         min_pairs (int): Pairs the sample needs after cropping, else :class:`BadSampleError`.
             Defaults to 1.
     """
@@ -93,16 +97,20 @@ class PairedRandomResizedCrop(BaseTransform):
                  ratio: Tuple[float, float] = (14 / 9, 17 / 9),
                  max_tries: int = 10,
                  min_pairs_per_image: int = 512,
-                 min_pairs: int = 1) -> None:
+                 min_pairs: int = 1,
+                 min_pairs_fraction: Optional[float] = None) -> None:
         self.size = tuple(size)
         self.scale = scale
         self.ratio = ratio
         self.max_tries = max_tries
         self.min_pairs_per_image = min_pairs_per_image
         self.min_pairs = min_pairs
+        self.min_pairs_fraction = min_pairs_fraction
 
     def _choose_box(self, img_hw, pixels: np.ndarray):
         need = min(self.min_pairs_per_image, len(pixels))
+        if self.min_pairs_fraction is not None:
+            need = min(need, math.ceil(self.min_pairs_fraction * len(pixels)))
         best, best_count = None, -1
         for _ in range(self.max_tries):
             x0, y0, w, h = sample_crop(img_hw, self.scale, self.ratio)

@@ -1,5 +1,6 @@
 """Device-agnostic voxelization for sparse students and mmdet3d segmentors."""
-from typing import Dict, List, Tuple
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
@@ -42,6 +43,10 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
       0 per cloud, one voxel per occupied cell, its input feature being the first point's
       (mmdet3d's semantics). ``voxels`` (M, C), ``coors`` (M, 4) with the batch index first
       (``batch_first=True``) or last.
+    - ``'minkunet_cylindrical'`` (SLidR's voxels for MinkUNet): the cells
+      ``floor(rho / s_rho)``, ``floor(phi_degrees / s_phi)``, ``floor(z / s_z)`` with
+      ``voxel_layer.voxel_size = [s_rho (m), s_phi (degrees), s_z (m)]`` (SLidR: 0.1, 1, 0.1),
+      computed in float64, shifted to start at 0 per cloud; otherwise as ``'minkunet'``.
     - ``'cylindrical'`` (for Cylinder3D): per point ``(rho, phi, z, x, y, rest...)`` clamped to
       ``point_cloud_range`` and floored by ``voxel_size``; ``voxels`` (N, C + 2) and ``coors``
       (N, 4) are per point (the voxel encoder scatters them).  With ``grid_shape`` given,
@@ -49,7 +54,18 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
 
     When ``gt_pts_seg.pts_semantic_mask`` is present, ``gt_pts_seg.voxel_semantic_mask`` is set
     (first point's label for 'minkunet', majority label for 'cylindrical', as mmdet3d does).
+
+    Args:
+        feature_columns (Sequence[int], optional): Point columns that form the voxel features
+            of the sparse voxel types (e.g. ``[3]``: the intensity only, as SLidR feeds its
+            network); all columns when None (mmdet3d's behaviour). Coordinates are always read
+            from columns 0-2.
+        **kwargs: See ``Det3DDataPreprocessor``.
     """
+
+    def __init__(self, feature_columns: Optional[Sequence[int]] = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.feature_columns = None if feature_columns is None else list(feature_columns)
 
     def voxelize(self, points: List[Tensor], data_samples: SampleList) -> Dict[str, Tensor]:
         """Voxelize a batch of clouds.
@@ -62,21 +78,31 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
         Returns:
             dict: ``voxels``, ``coors`` and, per cloud, ``num_voxels`` (B,) int64.
         """
-        if self.voxel_type == 'minkunet':
-            return self._voxelize_cartesian(points, data_samples)
+        if self.voxel_type in ('minkunet', 'minkunet_cylindrical'):
+            return self._voxelize_sparse(points, data_samples)
         if self.voxel_type == 'cylindrical':
             return self._voxelize_cylindrical(points, data_samples)
         return super().voxelize(points, data_samples)
 
-    def _voxelize_cartesian(self, points: List[Tensor],
-                            data_samples: SampleList) -> Dict[str, Tensor]:
+    def _sparse_coors(self, xyz: Tensor) -> Tensor:
+        """Integer cells of the sparse voxel types, (N, 3), not yet shifted."""
+        voxel_size = self.voxel_layer.voxel_size
+        if self.voxel_type == 'minkunet':
+            return torch.round(xyz / xyz.new_tensor(voxel_size)).long()
+        xyz = xyz.double()  # float64: cell edges do not depend on float32 rounding
+        rho = torch.sqrt(xyz[:, 0]**2 + xyz[:, 1]**2)
+        phi = torch.atan2(xyz[:, 1], xyz[:, 0]) * (180.0 / math.pi)
+        cyl = torch.stack((rho, phi, xyz[:, 2]), dim=1)
+        return torch.floor(cyl / cyl.new_tensor(voxel_size)).long()
+
+    def _voxelize_sparse(self, points: List[Tensor],
+                         data_samples: SampleList) -> Dict[str, Tensor]:
         if self.max_voxels is not None:
             raise ValueError('PointVoxelDataPreprocessor keeps every voxel so that each point '
                              'has a feature; set max_voxels=None')
-        voxel_size = points[0].new_tensor(self.voxel_layer.voxel_size)
         voxels, coors, num_voxels = [], [], []
         for i, (res, data_sample) in enumerate(zip(points, data_samples)):
-            res_coors = torch.round(res[:, :3] / voxel_size).long()
+            res_coors = self._sparse_coors(res[:, :3])
             res_coors -= res_coors.min(0)[0]
             voxel_coors, point2voxel, first = unique_voxels(res_coors)
             pad = (1, 0) if self.batch_first else (0, 1)
@@ -86,7 +112,9 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
             gt = data_sample.get('gt_pts_seg', None)
             if gt is not None and 'pts_semantic_mask' in gt:
                 gt.voxel_semantic_mask = gt.pts_semantic_mask[first]
-            voxels.append(res[first])
+            feats = res[first]
+            voxels.append(feats if self.feature_columns is None else
+                          feats[:, self.feature_columns])
             coors.append(voxel_coors)
             num_voxels.append(voxel_coors.shape[0])
         return dict(

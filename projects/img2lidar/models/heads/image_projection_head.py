@@ -1,4 +1,6 @@
 """The trainable 2D head on top of the frozen teacher."""
+from typing import Optional
+
 from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -7,7 +9,12 @@ from torch.nn import functional as F
 
 @MODELS.register_module()
 class ImageProjectionHead(BaseModule):
-    """1x1 convolution to D, bilinear upsampling to the input size, L2 norm per pixel.
+    """1x1 convolution to D, bilinear upsampling, L2 norm per pixel.
+
+    The upsampling goes to the input size (default), or by a fixed ``scale_factor`` (the
+    teacher's stride: 4 for the dilated ResNet-50, the patch size for a ViT), which must then
+    give the input size; ``align_corners`` is ``F.interpolate``'s (SLidR's head:
+    ``nn.Upsample(scale_factor=4, mode='bilinear', align_corners=True)``).
 
     Args:
         in_channels (int): Teacher channels E. Defaults to 2048.
@@ -16,11 +23,17 @@ class ImageProjectionHead(BaseModule):
             (``out_channels`` must equal ``in_channels``): the setting for a language-aligned
             teacher (CLIP), so that the distilled student lives in the text space and can be
             used zero-shot. Defaults to True.
+        scale_factor (int, optional): Upsample by this factor; None: to the input size.
+            Defaults to None.
+        align_corners (bool): ``F.interpolate``'s ``align_corners``. Defaults to False.
     """
 
     def __init__(self, in_channels: int = 2048, out_channels: int = 64, project: bool = True,
+                 scale_factor: Optional[int] = None, align_corners: bool = False,
                  init_cfg=None) -> None:
         super().__init__(init_cfg)
+        self.scale_factor = scale_factor
+        self.align_corners = bool(align_corners)
         if not project and in_channels != out_channels:
             raise ValueError(f'project=False keeps the teacher space: out_channels '
                              f'({out_channels}) must equal in_channels ({in_channels})')
@@ -37,5 +50,15 @@ class ImageProjectionHead(BaseModule):
             Tensor: Unit-norm features, shape (N, D, H, W).
         """
         x = self.proj(feats) if self.proj is not None else feats
-        x = F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False)
+        if self.scale_factor is None:
+            x = F.interpolate(x, size=tuple(size), mode='bilinear',
+                              align_corners=self.align_corners)
+        else:
+            out = tuple(s * self.scale_factor for s in x.shape[-2:])
+            if out != tuple(size):
+                raise ValueError(f'upsampling {x.shape[-2]}x{x.shape[-1]} features by '
+                                 f'{self.scale_factor} gives {out[0]}x{out[1]}, not the input '
+                                 f'size {size[0]}x{size[1]}')
+            x = F.interpolate(x, scale_factor=self.scale_factor, mode='bilinear',
+                              align_corners=self.align_corners)
         return F.normalize(x, dim=1)

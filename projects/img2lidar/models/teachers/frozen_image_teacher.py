@@ -7,7 +7,7 @@ from mmdet3d.utils import ConfigType
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.runner import load_checkpoint
-from torch import Tensor
+from torch import Tensor, nn
 
 from .image_normalization import IMAGENET_MEAN_STD, ImageNormalization
 
@@ -32,14 +32,26 @@ class FrozenImageTeacher(BaseModule):
         mean (Sequence[float]): Per-channel mean of the RGB [0, 255] images the backbone was
             trained on. Defaults to ImageNet's.
         std (Sequence[float]): Their standard deviation. Defaults to ImageNet's.
+        dilation_style (str): How a ResNet's dilated stages are dilated. ``'mmdet'`` (default):
+            every block of a stage gets the stage's dilation, as mmdet's ``ResNet`` builds it.
+            ``'torchvision'``: the first block of each dilated stage keeps the previous stage's
+            dilation (torchvision's ``replace_stride_with_dilation``, what SLidR's teacher
+            uses: conv2 dilations 1 / 2 / 4 in the first blocks of stages 2-4). Same weights,
+            different features.
     """
 
     def __init__(self, backbone: ConfigType, checkpoint: Optional[str] = None,
                  out_index: int = -1, mean: Sequence[float] = IMAGENET_MEAN_STD[0],
-                 std: Sequence[float] = IMAGENET_MEAN_STD[1]) -> None:
+                 std: Sequence[float] = IMAGENET_MEAN_STD[1],
+                 dilation_style: str = 'mmdet') -> None:
         super().__init__(init_cfg=None)
+        if dilation_style not in ('mmdet', 'torchvision'):
+            raise ValueError(f"dilation_style must be 'mmdet' or 'torchvision', got "
+                             f'{dilation_style!r}')
         self.normalize = ImageNormalization(mean, std)
         self.backbone = MODELS.build(backbone)
+        if dilation_style == 'torchvision':
+            first_blocks_keep_previous_dilation(self.backbone)
         self.checkpoint = checkpoint
         self.out_index = out_index
         for p in self.backbone.parameters():
@@ -79,3 +91,23 @@ class FrozenImageTeacher(BaseModule):
         if isinstance(out, (list, tuple)):
             out = out[self.out_index]
         return out
+
+
+def first_blocks_keep_previous_dilation(resnet: nn.Module) -> None:
+    """Give the first block of each dilated stage of an mmdet ``ResNet`` the previous stage's
+    dilation (its 3x3 ``conv2``'s dilation and padding), as torchvision's
+    ``replace_stride_with_dilation`` does.
+
+    Raises:
+        ValueError: ``resnet`` is not an mmdet ResNet (no ``res_layers`` and ``dilations``).
+    """
+    if not hasattr(resnet, 'res_layers') or not hasattr(resnet, 'dilations'):
+        raise ValueError(f"dilation_style='torchvision' needs an mmdet ResNet, got "
+                         f'{type(resnet).__name__}')
+    previous = 1
+    for name, dilation in zip(resnet.res_layers, resnet.dilations):
+        conv2 = getattr(resnet, name)[0].conv2
+        if dilation != previous:
+            conv2.dilation = (previous, previous)
+            conv2.padding = (previous, previous)
+        previous = dilation
