@@ -287,6 +287,36 @@ env_cfg = dict(dist_cfg=dict(backend='nccl'))
     return path
 
 
+#: tiny random configs of every ViT teacher family (transformers class names, config)
+TINY_VIT_FAMILIES = {
+    'vit': ('ViTConfig', 'ViTModel', dict(hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, intermediate_size=64,
+                                          image_size=32, patch_size=8, layer_norm_eps=1e-6)),
+    'dinov2': ('Dinov2Config', 'Dinov2Model', dict(hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=2, mlp_ratio=4,
+                                                   image_size=28, patch_size=14)),
+    'dinov2_with_registers': ('Dinov2WithRegistersConfig', 'Dinov2WithRegistersModel',
+                              dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   mlp_ratio=4, image_size=28, patch_size=14,
+                                   num_register_tokens=4)),
+    'dinov3_vit': ('DINOv3ViTConfig', 'DINOv3ViTModel', dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        patch_size=16, num_register_tokens=4)),
+    'dinov3_convnext': ('DINOv3ConvNextConfig', 'DINOv3ConvNextModel', dict(
+        depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])),
+}
+def save_tiny_vit(family: str, path: Path, seed: int = 0):
+    """A tiny random transformers model of ``family`` saved to ``path``; returns it."""
+    import transformers
+    config_cls, model_cls, kwargs = TINY_VIT_FAMILIES[family]
+    torch.manual_seed(seed)
+    extra = dict(add_pooling_layer=False) if family == 'vit' else {}
+    model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kwargs),
+                                             **extra).eval()
+    model.save_pretrained(path)
+    return model
+
+
 def read_scalars(work_dir: Path, run: int = -1) -> List[dict]:
     """Rows of ``vis_data/scalars.json`` of one run of an mmengine work dir (the newest by
     default; -2 the one before...)."""
