@@ -1,0 +1,130 @@
+"""The CUDA path: spconv's own CUDA kernels against a dense conv3d, and the students on CUDA
+against the CPU path (this project's native sparse convolution), forward and backward.
+
+These run wherever CUDA is present and are skipped, with that reason, elsewhere. TF32 is turned
+off so that float32 products are float32 on both sides.
+"""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample
+from mmengine.config import Config
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+spconv = pytest.importorskip('spconv.pytorch')
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _sparse_input(shape=(24, 24, 16), sites=1500, channels=8, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = []
+    for b in range(batch):
+        flat = torch.randperm(math.prod(shape), generator=g)[:sites]
+        idx.append(torch.cat([torch.full((sites, 1), b), torch.stack(
+            torch.unravel_index(flat, shape), dim=1)], dim=1))
+    indices = torch.cat(idx).int().cuda()
+    feats = torch.randn(indices.shape[0], channels, generator=g).cuda()
+    return indices, feats, list(shape)
+
+
+def _dense(indices, feats, shape, batch=2):
+    out = feats.new_zeros(batch, feats.shape[1], *shape)
+    i = indices.long()
+    out[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]] = feats
+    return out
+
+
+def _at(dense, indices):
+    i = indices.long()
+    return dense[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]]
+
+
+@pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
+def test_cuda_submanifold_conv_matches_dense(kernel):
+    indices, feats, shape = _sparse_input()
+    pad = tuple(k // 2 for k in kernel)
+    conv = spconv.SubMConv3d(8, 16, kernel, padding=pad, bias=True, indice_key='k').cuda()
+    feats.requires_grad_(True)
+    out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
+    w = conv.weight.detach().clone().requires_grad_(True)
+    b = conv.bias.detach().clone().requires_grad_(True)
+    ref = _at(F.conv3d(_dense(indices, feats, shape), w.permute(0, 4, 1, 2, 3), b, padding=pad),
+              indices)
+    torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=1e-4)
+    probe = torch.randn_like(ref)
+    got = torch.autograd.grad((out.features * probe).sum(), [feats, conv.weight, conv.bias])
+    exp = torch.autograd.grad((ref * probe).sum(), [feats, w, b])
+    for a, r in zip(got, exp):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+def test_cuda_strided_and_inverse_conv_match_dense():
+    indices, feats, shape = _sparse_input(shape=(24, 24, 16))
+    down = spconv.SparseConv3d(8, 12, 2, stride=2, bias=False, indice_key='d').cuda()
+    up = spconv.SparseInverseConv3d(12, 6, 2, indice_key='d', bias=False).cuda()
+    feats.requires_grad_(True)
+    y = down(spconv.SparseConvTensor(feats, indices, shape, 2))
+    z = up(y)
+    wd = down.weight.detach().clone().requires_grad_(True)
+    wu = up.weight.detach().clone().requires_grad_(True)
+    dense_y = F.conv3d(_dense(indices, feats, shape), wd.permute(0, 4, 1, 2, 3), stride=2)
+    torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=1e-4)
+    ref = _at(F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2), indices)
+    torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=1e-4)
+    probe = torch.randn_like(ref)
+    got = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
+    exp = torch.autograd.grad((ref * probe).sum(), [feats, wd, wu])
+    for a, r in zip(got, exp):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+def _batch(sweep):
+    pts = torch.from_numpy(sweep[:, :4].copy())
+    a = math.radians(30)
+    rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.]])
+    other = pts.clone()
+    other[:, :3] = pts[:, :3] @ rot.T
+    return [pts, other]
+
+
+@pytest.mark.parametrize('name,overrides', [('minkunet34_student.py', {}),
+                                            ('cylinder3d_student.py', dict(base_channels=8))])
+def test_students_on_cuda_equal_the_cpu_path(nuscenes_sweep, name, overrides):
+    """The same weights and clouds: spconv's CUDA kernels give the features and gradients of
+    the CPU path (native sparse convolution on spconv's neighbour tables) to 1e-4."""
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / '_base_' / 'models' / name))
+    cfg.model.student.backbone.update(overrides)
+    torch.manual_seed(0)
+    cpu = MODELS.build(cfg.model.student).eval()
+    gpu = copy.deepcopy(cpu).cuda().eval()
+    results = []
+    for student, device in ((cpu, 'cpu'), (gpu, 'cuda')):
+        pre = MODELS.build(cfg.model.data_preprocessor).to(device)
+        points = [p.to(device) for p in _batch(nuscenes_sweep)]
+        samples = [Det3DDataSample() for _ in points]
+        data = pre(dict(inputs=dict(points=points), data_samples=samples), False)
+        feats = student(data['inputs']['voxels'], [s.point2voxel_map for s in
+                                                   data['data_samples']])
+        probe = torch.linspace(-1, 1, feats.numel(), device=device).view_as(feats)
+        (feats * probe).sum().backward()
+        grads = {n: p.grad.detach().cpu() for n, p in student.named_parameters()}
+        results.append((feats.detach().cpu(), grads))
+    (f_cpu, g_cpu), (f_gpu, g_gpu) = results
+    torch.testing.assert_close(f_gpu, f_cpu, atol=1e-4, rtol=1e-4)
+    for n in g_cpu:  # 1e-4 relative to each gradient's largest entry
+        scale = float(g_cpu[n].abs().max())
+        torch.testing.assert_close(g_gpu[n], g_cpu[n], rtol=1e-4, atol=1e-4 * max(scale, 1e-6),
+                                   msg=n)
