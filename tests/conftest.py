@@ -317,6 +317,34 @@ def save_tiny_vit(family: str, path: Path, seed: int = 0):
     return model
 
 
+def to_dense(indices, feats, shape, batch: int = 2):
+    """Sparse features (N, C) at (batch, z, y, x) indices as a dense (B, C, *shape) tensor."""
+    out = feats.new_zeros(batch, feats.shape[1], *shape)
+    i = indices.long()
+    out[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]] = feats
+    return out
+
+
+def at_sites(dense, indices):
+    """The rows of a dense (B, C, *shape) tensor at sparse indices, (N, C)."""
+    i = indices.long()
+    return dense[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]]
+
+
+def two_clouds(sweep: np.ndarray):
+    """The sweep (x, y, z, intensity) and a transformed copy (rotated by 30 degrees, x flipped,
+    shifted up by 0.3 m), as a batch of two clouds."""
+    import math
+    pts = torch.from_numpy(sweep[:, :4].copy())
+    a = math.radians(30)
+    rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.]])
+    other = pts.clone()
+    other[:, :3] = pts[:, :3] @ rot.T
+    other[:, 0] = -other[:, 0]
+    other[:, 2] += 0.3
+    return [pts, other]
+
+
 def read_scalars(work_dir: Path, run: int = -1) -> List[dict]:
     """Rows of ``vis_data/scalars.json`` of one run of an mmengine work dir (the newest by
     default; -2 the one before...)."""

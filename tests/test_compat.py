@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, at_sites, to_dense
 from projects.img2lidar import compat
 
 spconv = pytest.importorskip('spconv.pytorch')
@@ -37,25 +37,13 @@ def _random_sparse(batch=2, shape=(10, 12, 9), sites=250, channels=5, seed=0):
     return indices, feats, list(shape)
 
 
-def _dense(indices, feats, shape, batch):
-    out = feats.new_zeros(batch, feats.shape[1], *shape)
-    i = indices.long()
-    out[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]] = feats
-    return out
-
-
-def _at(dense, indices):
-    i = indices.long()
-    return dense[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]]
-
-
 def _torch_weight(w):
     """spconv 2 KRSC weight (out, kD, kH, kW, in) -> conv3d weight (out, in, kD, kH, kW)."""
     return w.permute(0, 4, 1, 2, 3)
 
 
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
-def test_submanifold_conv_matches_dense(many_threads, kernel):
+def test_submanifold_conv_matchesto_dense(many_threads, kernel):
     indices, feats, shape = _random_sparse()
     conv = spconv.SubMConv3d(5, 7, kernel, padding=tuple(k // 2 for k in kernel), bias=True,
                              indice_key='k').double()
@@ -65,8 +53,8 @@ def test_submanifold_conv_matches_dense(many_threads, kernel):
     assert torch.equal(out.indices, indices)
     w = conv.weight.detach().clone().requires_grad_(True)
     b = conv.bias.detach().clone().requires_grad_(True)
-    dense_in = _dense(indices, feats, shape, 2)
-    ref = _at(F.conv3d(dense_in, _torch_weight(w), b, padding=tuple(k // 2 for k in kernel)),
+    dense_in = to_dense(indices, feats, shape, 2)
+    ref = at_sites(F.conv3d(dense_in, _torch_weight(w), b, padding=tuple(k // 2 for k in kernel)),
               indices)
     torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=0)
     # backward: same gradients for input features and weights
@@ -77,7 +65,7 @@ def test_submanifold_conv_matches_dense(many_threads, kernel):
         torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
 
 
-def test_strided_and_inverse_conv_match_dense(many_threads):
+def test_strided_and_inverse_conv_matchto_dense(many_threads):
     indices, feats, shape = _random_sparse(shape=(10, 12, 8))
     down = spconv.SparseConv3d(5, 6, 2, stride=2, bias=False, indice_key='d').double()
     up = spconv.SparseInverseConv3d(6, 4, 2, indice_key='d', bias=False).double()
@@ -87,13 +75,13 @@ def test_strided_and_inverse_conv_match_dense(many_threads):
     z = up(y)
     wd = down.weight.detach().clone().requires_grad_(True)
     wu = up.weight.detach().clone().requires_grad_(True)
-    dense_in = _dense(indices, feats, shape, 2)
+    dense_in = to_dense(indices, feats, shape, 2)
     dense_y = F.conv3d(dense_in, _torch_weight(wd), stride=2)
     torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=0)
     # inverse conv = transposed conv read at the input sites of the strided conv
     dense_z = F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2)
     assert torch.equal(z.indices, indices)
-    ref = _at(dense_z, indices)
+    ref = at_sites(dense_z, indices)
     torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=0)
     probe = torch.randn_like(ref)
     g_sparse = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
@@ -106,8 +94,8 @@ def test_eval_mode_conv_with_bias_runs_on_cpu():
     indices, feats, shape = _random_sparse(channels=3)
     conv = spconv.SubMConv3d(3, 4, 3, padding=1, bias=True, indice_key='e').double().eval()
     out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
-    ref = _at(F.conv3d(_dense(indices, feats, shape, 2), _torch_weight(conv.weight), conv.bias,
-                       padding=1), indices)
+    dense = to_dense(indices, feats, shape, 2)
+    ref = at_sites(F.conv3d(dense, _torch_weight(conv.weight), conv.bias, padding=1), indices)
     torch.testing.assert_close(out.features, ref.detach(), atol=1e-4, rtol=0)
 
 
@@ -169,7 +157,7 @@ def test_submanifold_forward_has_no_thread_race(many_threads):
         conv = spconv.SubMConv3d(32, 32, 3, padding=1, bias=False, indice_key='k')
         with torch.no_grad():
             out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
-            ref = _at(F.conv3d(_dense(indices, feats, shape, 2), _torch_weight(conv.weight),
+            ref = at_sites(F.conv3d(to_dense(indices, feats, shape, 2), _torch_weight(conv.weight),
                                padding=1), indices)
         errors.append((out.features - ref).abs().max().item())
     assert max(errors) < 1e-4, errors

@@ -14,7 +14,7 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, at_sites, to_dense, two_clouds
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 spconv = pytest.importorskip('spconv.pytorch')
@@ -40,20 +40,8 @@ def _sparse_input(shape=(24, 24, 16), sites=1500, channels=8, batch=2, seed=0):
     return indices, feats, list(shape)
 
 
-def _dense(indices, feats, shape, batch=2):
-    out = feats.new_zeros(batch, feats.shape[1], *shape)
-    i = indices.long()
-    out[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]] = feats
-    return out
-
-
-def _at(dense, indices):
-    i = indices.long()
-    return dense[i[:, 0], :, i[:, 1], i[:, 2], i[:, 3]]
-
-
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
-def test_cuda_submanifold_conv_matches_dense(kernel):
+def test_cuda_submanifold_conv_matchesto_dense(kernel):
     indices, feats, shape = _sparse_input()
     pad = tuple(k // 2 for k in kernel)
     conv = spconv.SubMConv3d(8, 16, kernel, padding=pad, bias=True, indice_key='k').cuda()
@@ -61,8 +49,8 @@ def test_cuda_submanifold_conv_matches_dense(kernel):
     out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
     w = conv.weight.detach().clone().requires_grad_(True)
     b = conv.bias.detach().clone().requires_grad_(True)
-    ref = _at(F.conv3d(_dense(indices, feats, shape), w.permute(0, 4, 1, 2, 3), b, padding=pad),
-              indices)
+    dense = to_dense(indices, feats, shape)
+    ref = at_sites(F.conv3d(dense, w.permute(0, 4, 1, 2, 3), b, padding=pad), indices)
     torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=1e-4)
     probe = torch.randn_like(ref)
     got = torch.autograd.grad((out.features * probe).sum(), [feats, conv.weight, conv.bias])
@@ -71,7 +59,7 @@ def test_cuda_submanifold_conv_matches_dense(kernel):
         torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
 
 
-def test_cuda_strided_and_inverse_conv_match_dense():
+def test_cuda_strided_and_inverse_conv_matchto_dense():
     indices, feats, shape = _sparse_input(shape=(24, 24, 16))
     down = spconv.SparseConv3d(8, 12, 2, stride=2, bias=False, indice_key='d').cuda()
     up = spconv.SparseInverseConv3d(12, 6, 2, indice_key='d', bias=False).cuda()
@@ -80,24 +68,15 @@ def test_cuda_strided_and_inverse_conv_match_dense():
     z = up(y)
     wd = down.weight.detach().clone().requires_grad_(True)
     wu = up.weight.detach().clone().requires_grad_(True)
-    dense_y = F.conv3d(_dense(indices, feats, shape), wd.permute(0, 4, 1, 2, 3), stride=2)
+    dense_y = F.conv3d(to_dense(indices, feats, shape), wd.permute(0, 4, 1, 2, 3), stride=2)
     torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=1e-4)
-    ref = _at(F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2), indices)
+    ref = at_sites(F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2), indices)
     torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=1e-4)
     probe = torch.randn_like(ref)
     got = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
     exp = torch.autograd.grad((ref * probe).sum(), [feats, wd, wu])
     for a, r in zip(got, exp):
         torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
-
-
-def _batch(sweep):
-    pts = torch.from_numpy(sweep[:, :4].copy())
-    a = math.radians(30)
-    rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.]])
-    other = pts.clone()
-    other[:, :3] = pts[:, :3] @ rot.T
-    return [pts, other]
 
 
 @pytest.mark.parametrize('name,overrides', [('minkunet34_student.py', {}),
@@ -113,7 +92,7 @@ def test_students_on_cuda_equal_the_cpu_path(nuscenes_sweep, name, overrides):
     results = []
     for student, device in ((cpu, 'cpu'), (gpu, 'cuda')):
         pre = MODELS.build(cfg.model.data_preprocessor).to(device)
-        points = [p.to(device) for p in _batch(nuscenes_sweep)]
+        points = [p.to(device) for p in two_clouds(nuscenes_sweep)]
         samples = [Det3DDataSample() for _ in points]
         data = pre(dict(inputs=dict(points=points), data_samples=samples), False)
         feats = student(data['inputs']['voxels'], [s.point2voxel_map for s in

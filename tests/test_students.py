@@ -1,5 +1,4 @@
 """Students build from config, voxelize exactly and train on CPU on the real nuScenes sweep."""
-import math
 
 import numpy as np
 import pytest
@@ -8,23 +7,11 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, two_clouds
 
 
 def _cfg(name):
     return Config.fromfile(str(REPO_ROOT / 'configs' / '_base_' / 'models' / name))
-
-
-def _batch(sweep):
-    """The sweep and a transformed copy (rotated by 30 degrees, x flipped, shifted)."""
-    pts = torch.from_numpy(sweep[:, :4].copy())
-    a = math.radians(30)
-    rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.]])
-    other = pts.clone()
-    other[:, :3] = pts[:, :3] @ rot.T
-    other[:, 0] = -other[:, 0]
-    other[:, 2] += 0.3
-    return [pts, other]
 
 
 def _preprocess(cfg, points, training=True):
@@ -44,7 +31,7 @@ def _brute_force(coords):
 
 def test_cartesian_voxels_match_numpy(nuscenes_sweep):
     cfg = _cfg('minkunet34_student.py')
-    points = _batch(nuscenes_sweep)
+    points = two_clouds(nuscenes_sweep)
     voxels, samples = _preprocess(cfg, points)
     start = 0
     for b, (pts, s) in enumerate(zip(points, samples)):
@@ -67,7 +54,7 @@ def test_cartesian_voxels_match_numpy(nuscenes_sweep):
 
 def test_cylindrical_voxels_match_numpy(nuscenes_sweep):
     cfg = _cfg('cylinder3d_student.py')
-    points = _batch(nuscenes_sweep)
+    points = two_clouds(nuscenes_sweep)
     voxels, samples = _preprocess(cfg, points)
     pcr = np.array(cfg.point_cloud_range, dtype=np.float32)
     size = (pcr[3:] - pcr[:3]) / (np.array(cfg.grid_shape, dtype=np.float32) - 1)
@@ -97,7 +84,7 @@ def test_student_forward_backward_on_cpu(nuscenes_sweep, name, overrides):
     cfg.model.student.backbone.update(overrides)
     student = MODELS.build(cfg.model.student)
     student.train()
-    points = _batch(nuscenes_sweep)
+    points = two_clouds(nuscenes_sweep)
     voxels, samples = _preprocess(cfg, points)
     feats = student(voxels, [s.point2voxel_map for s in samples])
     n = sum(len(p) for p in points)

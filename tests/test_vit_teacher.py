@@ -132,8 +132,9 @@ def dinov2_release(width=384, depth=1, swiglu=False, registers=0, grid=2, seed=0
                    b + 'ls1.gamma': 1 + r(width), b + 'norm2.weight': 1 + r(width),
                    b + 'norm2.bias': r(width), b + 'ls2.gamma': 1 + r(width)})
         if swiglu:
-            sd.update({b + 'mlp.w12.weight': r(2 * hidden, width), b + 'mlp.w12.bias': r(2 * hidden),
-                       b + 'mlp.w3.weight': r(width, hidden), b + 'mlp.w3.bias': r(width)})
+            sd.update({b + 'mlp.w12.weight': r(2 * hidden, width),
+                       b + 'mlp.w12.bias': r(2 * hidden), b + 'mlp.w3.weight': r(width, hidden),
+                       b + 'mlp.w3.bias': r(width)})
         else:
             sd.update({b + 'mlp.fc1.weight': r(hidden, width), b + 'mlp.fc1.bias': r(hidden),
                        b + 'mlp.fc2.weight': r(width, hidden), b + 'mlp.fc2.bias': r(width)})

@@ -1,5 +1,5 @@
-# Finetuning a pretrained cylinder3d on 1% of nuScenes lidarseg train (SLidR's few-shot subset: every
-# 100th train scene in scene-table order), evaluated with mmdet3d's SegMetric on the 150 val
+# Finetuning a pretrained cylinder3d on 1% of nuScenes lidarseg train (SLidR's few-shot subset:
+# every 100th train scene in scene-table order), evaluated with mmdet3d's SegMetric on the 150 val
 # scenes. The pretraining checkpoint: --cfg-options model.init_cfg.checkpoint=PATH
 # (model.init_cfg=None: random initialisation).
 _base_ = [

@@ -9,5 +9,6 @@ _base_ = [
     '../_base_/schedules/pretrain_adamw_cosine_25e.py', '../_base_/default_runtime.py'
 ]
 model = dict(student=dict(out_channels=1024),
-             losses=dict(loss_sim=dict(type='SimilarityLoss', level='pair')), **_base_.teacher_model)
+             losses=dict(loss_sim=dict(type='SimilarityLoss', level='pair')),
+             **_base_.teacher_model)
 train_dataloader = dict(batch_size=8)

@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import re
+import sys
 from typing import Dict, List, Optional, Tuple
 
 NON_CLASS_KEYS = {'miou', 'acc', 'acc_cls', 'step', 'iter', 'epoch', 'lr', 'time', 'data_time',

@@ -1,9 +1,9 @@
 """mmdet3d v1.1 info files of a nuScenes root for image-to-lidar pretraining.
 
-The command line is ``tools/create_pretrain_infos.py``. :func:`create_pretrain_infos` writes, each with only the entries this project reads (lidar path and ``lidar2ego``,
-``ego2global``, per camera ``img_path`` / ``cam2img`` / ``cam2ego`` / ``lidar2cam`` with the ego
-motion between the lidar and camera timestamps folded in, and ``pts_semantic_mask_path`` when
-lidarseg is present):
+The command line is ``tools/create_pretrain_infos.py``. :func:`create_pretrain_infos` writes,
+each with only the entries this project reads (lidar path and ``lidar2ego``, ``ego2global``, per
+camera ``img_path`` / ``cam2img`` / ``cam2ego`` / ``lidar2cam`` with the ego motion between the
+lidar and camera timestamps folded in, and ``pts_semantic_mask_path`` when lidarseg is present):
 
 - ``nuscenes_infos_pretrain.pkl``: train scenes not in the pretraining validation list
   (600 on v1.0-trainval);

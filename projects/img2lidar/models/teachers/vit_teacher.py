@@ -19,8 +19,9 @@ Non-square inputs (e.g. 224x448) work for every family: DINOv2 and DINOv2-with-r
 interpolate their position embeddings themselves, ``ViTModel`` is asked to
 (``interpolate_pos_encoding=True``), DINOv3 ViT uses RoPE on per-axis normalised coordinates and
 ConvNeXt is convolutional. The teacher normalises its RGB [0, 255] input with ImageNet's mean
-and std, which every DINO family was trained with. Weights of the official DINOv2 release (``dinov2_vitb14_pretrain.pth``...)
-convert to such a directory with ``tools/convert_teacher_checkpoint.py``.
+and std, which every DINO family was trained with. Weights of the official DINOv2 release
+(``dinov2_vitb14_pretrain.pth``...) convert to such a directory with
+``tools/convert_teacher_checkpoint.py``.
 """
 from typing import Optional, Sequence
 
