@@ -63,11 +63,17 @@ def test_cylindrical_voxels_match_numpy(nuscenes_sweep):
         p = pts.numpy()
         polar = np.stack(
             [np.sqrt(p[:, 0]**2 + p[:, 1]**2), np.arctan2(p[:, 1], p[:, 0]), p[:, 2]], 1)
-        c = np.floor((np.clip(polar, pcr[:3], pcr[3:]) - pcr[:3]) / size).astype(np.int64)
+        cells = (np.clip(polar, pcr[:3], pcr[3:]) - pcr[:3]) / size
+        c = np.floor(cells).astype(np.int64)
         got = voxels['coors'][offset:offset + len(p)].numpy()
         mismatch = (got[:, 1:] != c).any(1)
-        # float32 rounding of the polar transform may move a point over a cell edge
-        assert mismatch.mean() < 1e-3, mismatch.sum()
+        # torch and numpy round the float32 polar transform differently (their atan2 and sqrt
+        # differ by an ulp or two, depending on the CPU's vector unit): a point may change cell
+        # only where it lies within that rounding of a cell edge. In cell units the error is
+        # below 1e-4 (a few float32 ulps, 6e-8 each, of values up to 480 cells).
+        to_edge = np.abs(cells - np.round(cells)).min(1)
+        assert (to_edge[mismatch] < 1e-4).all(), (mismatch.sum(), to_edge[mismatch].max())
+        assert (np.abs(got[:, 1:] - c) <= 1).all()
         uniq, p2v = _brute_force(got[:, 1:])
         np.testing.assert_array_equal(s.point2voxel_map.numpy(), p2v)
         assert int(voxels['num_voxels'][b]) == len(uniq)

@@ -86,8 +86,9 @@ class FiniteCheckMixin:
 
     def _refuse(self, what: str, zero_kwargs: dict) -> None:
         hub = MessageHub.get_current_instance()
-        iteration = hub.get_info('iter')
-        msg = f'{what} at iteration {iteration}: {_describe_batch()}'
+        iteration = hub.get_info('iter')  # 0-based in mmengine's message hub
+        where = f' at iteration {iteration + 1}' if isinstance(iteration, int) else ''
+        msg = f'{what}{where}: {_describe_batch()}'
         if self.on_non_finite == 'error':
             raise FloatingPointError(msg + " (optim_wrapper.on_non_finite='skip' skips such "
                                      'steps instead)')

@@ -1,0 +1,94 @@
+"""No silent NaN: a non-finite loss or gradient raises an error that names the batch's files, or,
+where the config allows it, the step is skipped (no optimizer step at all) and counted."""
+import copy
+
+import pytest
+import torch
+from mmdet3d.registry import MODELS, OPTIM_WRAPPERS
+from mmengine.hooks import Hook
+
+from conftest import read_scalars, small_pretrain_cfg, values
+from projects.img2lidar.models.losses import DistillationLoss
+
+ST = 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
+
+
+@MODELS.register_module(force=True)
+class NaNAtSecondCallLoss(DistillationLoss):
+    """SLidR's InfoNCE, except that its second call returns NaN."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+        self.infonce = MODELS.build(dict(type='SuperpixelInfoNCELoss'))
+
+    def forward(self, k, q, e=None):
+        self.calls += 1
+        loss = self.infonce(k, q)
+        return loss * float('nan') if self.calls == 2 else loss
+
+
+def _wrapper(on_non_finite):
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=0.1)
+    return w, OPTIM_WRAPPERS.build(dict(type='FiniteCheckOptimWrapper', optimizer=optimizer,
+                                        on_non_finite=on_non_finite))
+
+
+def test_non_finite_gradient_of_a_finite_loss_raises_or_skips():
+    w, wrapper = _wrapper('error')
+    loss = (w * 0).sum().sqrt()  # 0, but its gradient is 0 / 0
+    assert torch.isfinite(loss)
+    with pytest.raises(FloatingPointError, match='non-finite gradients in 1 parameter tensors'):
+        wrapper.update_params(loss)
+    w, wrapper = _wrapper('skip')
+    wrapper.update_params((w * 0).sum().sqrt())
+    assert torch.equal(w.detach(), torch.ones(3)) and w.grad is None  # no step, grads zeroed
+    assert wrapper.num_skipped == 1 and not wrapper.optimizer.state  # no momentum either
+    wrapper.update_params((w * w).sum())  # a finite step still steps
+    assert not torch.equal(w.detach(), torch.ones(3))
+    with pytest.raises(ValueError, match="'error' or 'skip'"):
+        _wrapper('ignore')
+
+
+class RecordWeights(Hook):
+    """Student weights before each iteration."""
+
+    def __init__(self):
+        self.before = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.before.append(copy.deepcopy(runner.model.student.projection.weight.detach()))
+
+
+def _cfg(tmp_path, nuscenes_root, **wrapper):
+    cfg = small_pretrain_cfg(ST, nuscenes_root, tmp_path, iters=3)
+    cfg.model.losses = dict(loss_nan=dict(type='NaNAtSecondCallLoss'))
+    cfg.optim_wrapper.update(wrapper)
+    return cfg
+
+
+def test_nan_loss_in_training_names_the_batch(tmp_path, nuscenes_root):
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(_cfg(tmp_path, nuscenes_root))
+    with pytest.raises(FloatingPointError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'non-finite loss (nan) at iteration 2' in msg and 'loss_nan=nan' in msg
+    assert 'LIDAR_TOP__1532402927647951.pcd.bin' in msg  # the batch's lidar file
+
+
+def test_nan_loss_step_is_skipped_and_counted(tmp_path, nuscenes_root):
+    cfg = _cfg(tmp_path, nuscenes_root, on_non_finite='skip')
+    record = RecordWeights()
+    cfg.custom_hooks = []
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(record)
+    runner.train()
+    w = [record.before[i] for i in range(3)] + [runner.model.student.projection.weight.detach()]
+    assert not torch.equal(w[0], w[1])  # iteration 1 stepped
+    assert torch.equal(w[1], w[2])  # iteration 2 (NaN) did not: no weight decay, no momentum
+    assert not torch.equal(w[2], w[3])  # iteration 3 stepped again
+    rows = read_scalars(tmp_path)
+    assert values(rows, 'num_non_finite_skipped')[-1] == 1
