@@ -43,7 +43,7 @@ def _torch_weight(w):
 
 
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
-def test_submanifold_conv_matchesto_dense(many_threads, kernel):
+def test_submanifold_conv_matches_dense(many_threads, kernel):
     indices, feats, shape = _random_sparse()
     conv = spconv.SubMConv3d(5, 7, kernel, padding=tuple(k // 2 for k in kernel), bias=True,
                              indice_key='k').double()
@@ -65,7 +65,7 @@ def test_submanifold_conv_matchesto_dense(many_threads, kernel):
         torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
 
 
-def test_strided_and_inverse_conv_matchto_dense(many_threads):
+def test_strided_and_inverse_conv_match_dense(many_threads):
     indices, feats, shape = _random_sparse(shape=(10, 12, 8))
     down = spconv.SparseConv3d(5, 6, 2, stride=2, bias=False, indice_key='d').double()
     up = spconv.SparseInverseConv3d(6, 4, 2, indice_key='d', bias=False).double()

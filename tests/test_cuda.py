@@ -41,7 +41,7 @@ def _sparse_input(shape=(24, 24, 16), sites=1500, channels=8, batch=2, seed=0):
 
 
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
-def test_cuda_submanifold_conv_matchesto_dense(kernel):
+def test_cuda_submanifold_conv_matches_dense(kernel):
     indices, feats, shape = _sparse_input()
     pad = tuple(k // 2 for k in kernel)
     conv = spconv.SubMConv3d(8, 16, kernel, padding=pad, bias=True, indice_key='k').cuda()
@@ -59,7 +59,7 @@ def test_cuda_submanifold_conv_matchesto_dense(kernel):
         torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
 
 
-def test_cuda_strided_and_inverse_conv_matchto_dense():
+def test_cuda_strided_and_inverse_conv_match_dense():
     indices, feats, shape = _sparse_input(shape=(24, 24, 16))
     down = spconv.SparseConv3d(8, 12, 2, stride=2, bias=False, indice_key='d').cuda()
     up = spconv.SparseInverseConv3d(12, 6, 2, indice_key='d', bias=False).cuda()

@@ -106,3 +106,7 @@ def test_semantickitti_one_percent_keeps_every_100th_sorted_scan(tmp_path):
             for i in range(len(ds))]
     assert kept == sorted(scans)[::100] == [scans[0], scans[100], scans[200], scans[300],
                                             scans[400]]
+    # a config naming its own classes gets METAINFO's colours for them
+    table = ds.METAINFO
+    assert ds.metainfo['palette'] == [table['palette'][table['classes'].index(c)]
+                                      for c in ('car', 'road')]

@@ -39,9 +39,14 @@ class SemanticKittiFewShotDataset(SemanticKittiDataset):
         if every_nth is not None and every_nth < 1:
             raise ValueError(f'every_nth must be >= 1, got {every_nth}')
         self.every_nth = every_nth
-        # mmdet3d reads the label map from the metainfo argument: start from METAINFO
-        super().__init__(metainfo=dict(copy.deepcopy(self.METAINFO), **(metainfo or {})),
-                         **kwargs)
+        # mmdet3d reads the label map from the metainfo argument: start from METAINFO; a
+        # config that names its own classes without a palette gets METAINFO's colours of
+        # those classes (mmdet3d picks them when no palette is given)
+        metainfo = dict(metainfo or {})
+        defaults = copy.deepcopy(self.METAINFO)
+        if 'classes' in metainfo and 'palette' not in metainfo:
+            defaults.pop('palette')
+        super().__init__(metainfo=dict(defaults, **metainfo), **kwargs)
 
     def load_data_list(self) -> List[dict]:
         data_list = super().load_data_list()
