@@ -1,6 +1,7 @@
 """Tests of projects/img2lidar/compat.py and its kernels (projects/img2lidar/ops): each patch's
 tests fail without it (shown by ``test_each_patch_is_needed``)."""
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -207,6 +208,32 @@ def test_mmengine_launcher_starts_without_cuda(tmp_path):
     assert res.returncode == 0 and 'world 1' in res.stdout, res.stderr[-2000:]
 
 
+def test_only_rank_0_writes_the_test_metrics_json(tmp_path, monkeypatch):
+    """mmengine's LoggerHook writes ``<log_dir>/<timestamp>.json`` after a test epoch; the
+    ranks share the folder, so a rank other than 0 must leave the file alone (two ranks writing
+    it left ``{...}}`` in a dist_test.sh run) and still log the metrics line."""
+    from types import SimpleNamespace
+
+    import mmengine.dist.utils as dist_utils
+    from mmengine.hooks import LoggerHook
+
+    lines = []
+    runner = SimpleNamespace(
+        log_dir=str(tmp_path), test_dataloader=[0, 1],
+        log_processor=SimpleNamespace(get_log_after_epoch=lambda *a, **k: (
+            {'structural_gap/gap_intra': 0.05}, 'test line')),
+        logger=SimpleNamespace(info=lines.append))
+    hook = LoggerHook()
+    hook.json_log_path = 'metrics.json'
+    monkeypatch.setattr(dist_utils, 'get_rank', lambda group=None: 1)
+    hook.after_test_epoch(runner, metrics={'structural_gap/gap_intra': 0.05})
+    assert lines == ['test line'] and not (tmp_path / 'metrics.json').exists()
+    monkeypatch.setattr(dist_utils, 'get_rank', lambda group=None: 0)
+    hook.after_test_epoch(runner, metrics={'structural_gap/gap_intra': 0.05})
+    with open(tmp_path / 'metrics.json') as f:
+        assert json.load(f) == {'structural_gap/gap_intra': 0.05}
+
+
 #: the tests that show each patch is needed
 PATCH_TESTS = {
     'mmengine_checkpoint': ['tests/test_compat.py::test_segmentor_checkpoint_meta_loads_with_'
@@ -218,6 +245,8 @@ PATCH_TESTS = {
                               'subm_keys'],
     'spconv_prefix_loading': ['tests/test_compat.py::test_spconv2_weights_load_with_a_prefix'],
     'mmengine_cpu_launch': ['tests/test_compat.py::test_mmengine_launcher_starts_without_cuda'],
+    'mmengine_test_json_rank0': ['tests/test_compat.py::test_only_rank_0_writes_the_test_'
+                                 'metrics_json'],
 }
 
 

@@ -31,6 +31,9 @@ spconv_prefix_loading      mmdet3d's spconv weight loader transposes spconv 2 we
                            from the shapes.
 mmengine_cpu_launch        mmengine's pytorch / slurm launchers call ``torch.cuda.set_device`` on
                            CPU-only machines: a no-op there, so gloo runs start.
+mmengine_test_json_rank0   mmengine <= 0.10.7's ``LoggerHook.after_test_epoch`` writes the test
+                           metrics JSON from every rank into the one shared log folder, so a
+                           distributed test can leave a corrupted file: only rank 0 writes it.
 =========================  =====================================================================
 """
 from __future__ import annotations
@@ -338,6 +341,30 @@ def patch_mmengine_cpu_launch() -> None:
 
 
 
+def patch_mmengine_test_json_rank0() -> None:
+    """Write the test metrics JSON (``<log_dir>/<timestamp>.json``) from rank 0 only.
+
+    mmengine's ``LoggerHook.after_test_epoch`` dumps the metrics on every rank, and every rank
+    shares the log folder (the timestamp is broadcast), so ``dist_test.sh`` runs race on one file:
+    two writes of different lengths (the ranks' timings differ) leave ``{...}}``. The other ranks
+    still log the metrics line; only the file is left to rank 0, as mmengine does for scalars.
+    """
+    from mmengine.dist import is_main_process
+    from mmengine.hooks import LoggerHook
+
+    orig = LoggerHook.after_test_epoch
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        if is_main_process():
+            return orig(self, runner, metrics)
+        _, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
+
+    after_test_epoch.__wrapped__ = orig
+    LoggerHook.after_test_epoch = after_test_epoch
+
+
 PATCHES: Tuple[Patch, ...] = (
     Patch('mmengine_checkpoint', {'torch': '>=2.6', 'mmengine': '>=0.10,<=0.10.7'},
           patch_mmengine_checkpoint_loading),
@@ -348,6 +375,8 @@ PATCHES: Tuple[Patch, ...] = (
     Patch('spconv_prefix_loading', {'mmdet3d': '>=1.1,<1.5', 'spconv': '>=2.0'},
           patch_spconv_prefix_loading),
     Patch('mmengine_cpu_launch', {'mmengine': '>=0.10,<=0.10.7'}, patch_mmengine_cpu_launch),
+    Patch('mmengine_test_json_rank0', {'mmengine': '>=0.10,<=0.10.7'},
+          patch_mmengine_test_json_rank0),
 )
 
 
