@@ -92,3 +92,40 @@ def test_nan_loss_step_is_skipped_and_counted(tmp_path, nuscenes_root):
     assert not torch.equal(w[2], w[3])  # iteration 3 stepped again
     rows = read_scalars(tmp_path)
     assert values(rows, 'num_non_finite_skipped')[-1] == 1
+
+
+def _ddp_rank(rank: int, init_file: str, out: dict) -> None:
+    """One gloo process: a linear model under DDP, rank 1's loss NaN at the second step."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=2)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(torch.nn.Linear(3, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    wrapper = OPTIM_WRAPPERS.build(dict(type='FiniteCheckOptimWrapper', optimizer=optimizer,
+                                        on_non_finite='skip'))
+    weights = []
+    for step in range(3):
+        loss = model(torch.ones(1, 3) * (rank + 1)).sum()
+        if step == 1 and rank == 1:
+            loss = loss * float('nan')
+        wrapper.update_params(loss)
+        weights.append(model.module.weight.detach().clone())
+    out[rank] = (wrapper.num_skipped, torch.stack(weights))
+    dist.destroy_process_group()
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    """Under DDP a rank whose loss is NaN still joins the gradient all-reduce (the others would
+    wait for it forever otherwise); the NaN it spreads makes every rank skip that step, so the
+    replicas stay equal."""
+    import torch.multiprocessing as mp
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.start_processes(_ddp_rank, args=(str(tmp_path / 'init'), out), nprocs=2, join=True,
+                       start_method='fork')
+    (skipped0, w0), (skipped1, w1) = out[0], out[1]
+    assert skipped0 == skipped1 == 1
+    assert torch.equal(w0, w1)  # the replicas took the same steps
+    assert torch.equal(w0[1], w0[0]) and not torch.equal(w0[2], w0[1])  # step 2 skipped

@@ -35,7 +35,10 @@ def _describe_batch() -> str:
 
 
 class FiniteCheckMixin:
-    """Checks the loss before ``backward`` and the gradients before ``step``.
+    """Checks the loss and the gradients before ``step``.
+
+    A non-finite loss is still back-propagated: under DDP every rank must join the step's
+    gradient all-reduce, and the NaN gradients it spreads make every rank refuse the same step.
 
     A non-finite value either raises :class:`FloatingPointError` naming the batch's files
     (``on_non_finite='error'``, the default) or skips the step (``'skip'``): the gradients are
@@ -60,10 +63,15 @@ class FiniteCheckMixin:
         finite (see the class doc)."""
         step_kwargs = step_kwargs or {}
         zero_kwargs = zero_kwargs or {}
-        if not bool(torch.isfinite(loss.detach()).all()):
+        loss_is_finite = bool(torch.isfinite(loss.detach()).all())
+        # backward even on a non-finite loss: under DDP every rank must join the gradient
+        # all-reduce of this step, or the ranks' collectives fall out of step; the NaN it
+        # spreads makes every rank refuse the step below, so the replicas stay equal
+        if loss_is_finite or loss.requires_grad:
+            self.backward(self.scale_loss(loss))
+        if not loss_is_finite:
             return self._refuse(f'non-finite loss ({loss.detach().float().mean().item()})',
                                 zero_kwargs)
-        self.backward(self.scale_loss(loss))
         if not self.should_update():
             return None
         if self.check_gradients:
