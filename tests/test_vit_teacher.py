@@ -73,6 +73,13 @@ def test_teacher_layer_option(tiny):
         MODELS.build(dict(type='ViTTeacher', checkpoint=str(path), layer=3))
     with pytest.raises(ValueError, match='not divisible by the patch size 14'):
         first(_images(30, 42))
+    # a ConvNeXt stage has its own stride and width: stage 1 is (N, hidden_sizes[0], H/4, W/4)
+    path, model = tiny['dinov3_convnext']
+    stage1 = MODELS.build(dict(type='ViTTeacher', checkpoint=str(path), layer=1,
+                               final_norm=False))
+    width = model.config.hidden_sizes[0]
+    assert (stage1.patch_size, stage1.embed_dim) == (4, width)
+    assert stage1(_images(64, 96)).shape == (2, width, 16, 24)
 
 
 def test_dinov2_at_224x448_gives_16x32_patches(tiny):

@@ -86,21 +86,22 @@ class ViTTeacher(BaseModule):
                                                **kwargs).float()
         self.checkpoint = checkpoint
         self.final_norm = final_norm
-        if self.family == 'dinov3_convnext':
-            self.patch_size = 4 * 2**(len(config.hidden_sizes) - 1)
-            self.embed_dim = int(config.hidden_sizes[-1])
-            self.num_layers = len(config.hidden_sizes)
-            self.num_prefix_tokens = 1
-        else:
-            self.patch_size = int(config.patch_size)
-            self.embed_dim = int(config.hidden_size)
-            self.num_layers = int(config.num_hidden_layers)
-            self.num_prefix_tokens = 1 + (int(config.num_register_tokens)
-                                          if FAMILIES[self.family] else 0)
+        convnext = self.family == 'dinov3_convnext'
+        self.num_layers = len(config.hidden_sizes) if convnext else int(
+            config.num_hidden_layers)
         if not -self.num_layers <= layer <= self.num_layers or layer == 0:
             raise ValueError(f'{checkpoint}: layer must be in 1..{self.num_layers} or '
                              f'-{self.num_layers}..-1, got {layer}')
         self.layer = layer if layer > 0 else self.num_layers + 1 + layer
+        if convnext:  # stage s has stride 4 * 2**(s - 1) and hidden_sizes[s - 1] channels
+            self.patch_size = 4 * 2**(self.layer - 1)
+            self.embed_dim = int(config.hidden_sizes[self.layer - 1])
+            self.num_prefix_tokens = 1
+        else:
+            self.patch_size = int(config.patch_size)
+            self.embed_dim = int(config.hidden_size)
+            self.num_prefix_tokens = 1 + (int(config.num_register_tokens)
+                                          if FAMILIES[self.family] else 0)
         if self.family == 'dinov3_convnext' and final_norm and self.layer != self.num_layers:
             raise ValueError(f'{checkpoint}: the final norm of a ConvNeXt fits its last stage '
                              f'only; use final_norm=False for stage {self.layer}')
