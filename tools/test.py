@@ -27,13 +27,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from projects.img2lidar.engine.launch import build_runner, load_config, print_rank
+    from projects.img2lidar.engine.launch import (build_runner, close_process_group,
+                                                  load_config, print_rank)
     cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir,
                       args.local_rank)
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     print_rank('test.py')
-    return runner.test()
+    metrics = runner.test()
+    close_process_group()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -34,8 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from projects.img2lidar.engine.launch import (build_runner, enable_amp, load_config,
-                                                  print_rank)
+    from projects.img2lidar.engine.launch import (build_runner, close_process_group,
+                                                  enable_amp, load_config, print_rank)
     cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir,
                       args.local_rank)
     if args.amp:
@@ -53,6 +53,7 @@ def main(argv=None) -> None:
     runner = build_runner(cfg)
     print_rank('train.py')
     runner.train()
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""What tools/train.py and tools/test.py share: their common arguments and the config they run.
+"""What tools/train.py and tools/test.py share: their common arguments, the config they run and
+the end of a distributed run.
 
 The tools take mmdet3d 1.4's arguments; runs without CUDA use gloo and a DDP wrapper without
 device ids, so the same commands work on CPU machines and clusters.
@@ -81,3 +82,20 @@ def print_rank(tool: str) -> None:
     if dist.is_available() and dist.is_initialized():
         print(f'[{tool}] process rank {dist.get_rank()} of {dist.get_world_size()} '
               f'({dist.get_backend()})', flush=True)
+
+
+def close_process_group() -> None:
+    """End a finished distributed run: wait for every rank, then destroy the process group.
+
+    Call it only after the run returned normally (after an exception the ranks may be in
+    different collectives, and the barrier would wait forever). A process that exits with a
+    gloo group still open can abort at interpreter shutdown ('terminate called without an
+    active exception', SIGABRT): gloo's threads still hold work objects whose tensors need the
+    interpreter that is being torn down (pytorch/pytorch#190489). A 2-process ``dist_train.sh``
+    run in CI died that way after it had finished and saved everything. No-op outside a
+    distributed run.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
