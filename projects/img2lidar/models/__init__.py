@@ -1,7 +1,7 @@
 """Registered model parts of img2lidar."""
 from .data_preprocessors import *  # noqa: F401,F403
 from .distillation_features import DistillationFeatures, PairFeatures, PooledFeatures
-from .gather_features import gather_counts, gather_rows
+from .gather_features import gather_bases, gather_counts, gather_rows
 from .heads import *  # noqa: F401,F403
 from .image_lidar_distiller import ImageLidarDistiller
 from .losses import *  # noqa: F401,F403
@@ -15,6 +15,6 @@ from .teachers import *  # noqa: F401,F403
 __all__ = [
     'ImageLidarDistiller', 'DistillationFeatures', 'PooledFeatures', 'PairFeatures',
     'BatchPairs', 'collate_pairs', 'pair_features', 'superpixel_pooling',
-    'nearest_resize_labels', 'gather_rows', 'gather_counts', 'SyncBatchNorm1d',
+    'nearest_resize_labels', 'gather_rows', 'gather_counts', 'gather_bases', 'SyncBatchNorm1d',
     'convert_sync_batchnorm'
 ]

@@ -21,7 +21,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from .gather_features import gather_counts, gather_rows
+from .gather_features import gather_bases, gather_rows
 
 LEVELS = ('superpixel', 'pair')
 
@@ -62,17 +62,14 @@ class PooledFeatures:
 
     def gather(self) -> 'PooledFeatures':
         """Every field of every process, ids shifted by the id ranges of the previous ranks."""
-        counts = gather_counts([self.k.shape[0], self.num_ids], self.k.device)
-        rank = torch.distributed.get_rank()
-        row_base = sum(c[0] for c in counts[:rank])
-        id_base = sum(c[1] for c in counts[:rank])
-        last = rank == len(counts) - 1
+        (row_base, id_base), (_, num_ids), last = gather_bases(
+            [self.k.shape[0], self.num_ids], self.k.device)
         return PooledFeatures(
             k=gather_rows(self.k), q=gather_rows(self.q),
             e=None if self.e is None else gather_rows(self.e),
             ids=gather_rows(self.ids + id_base), num_pairs=gather_rows(self.num_pairs),
             sample_offsets=gather_rows(_global_offsets(self.sample_offsets, row_base, last)),
-            num_ids=sum(c[1] for c in counts))
+            num_ids=num_ids)
 
 
 @dataclass
@@ -109,12 +106,8 @@ class PairFeatures:
 
     def gather(self) -> 'PairFeatures':
         """Every field of every process, indices shifted by the previous ranks' ranges."""
-        counts = gather_counts([self.k.shape[0], self.num_points, self.num_images,
-                                self.num_ids], self.k.device)
-        rank = torch.distributed.get_rank()
-        base = [sum(c[i] for c in counts[:rank]) for i in range(4)]
-        total = [sum(c[i] for c in counts) for i in range(4)]
-        last = rank == len(counts) - 1
+        base, total, last = gather_bases(
+            [self.k.shape[0], self.num_points, self.num_images, self.num_ids], self.k.device)
         sp = torch.where(self.superpixel >= 0, self.superpixel + base[3], self.superpixel)
         return PairFeatures(
             k=gather_rows(self.k), q=gather_rows(self.q), point=gather_rows(self.point + base[1]),

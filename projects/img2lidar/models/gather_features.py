@@ -1,5 +1,5 @@
 """All-gather of variable-length feature rows across processes, with gradients."""
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -73,3 +73,23 @@ def gather_counts(values: Sequence[int], device: torch.device) -> List[List[int]
     parts = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(parts, mine)
     return [[int(v) for v in p] for p in parts]
+
+
+def gather_bases(values: Sequence[int],
+                 device: torch.device) -> Tuple[List[int], List[int], bool]:
+    """Where this process's ranges start in the global batch, with one all-gather.
+
+    Args:
+        values (Sequence[int]): Sizes of this process's index ranges (rows, points, ids...).
+        device (torch.device): Where the backend communicates (CUDA for nccl).
+
+    Returns:
+        tuple: ``bases``, the sums of each value over the earlier ranks (the shift of this
+        process's indices); ``totals``, the sums over every rank; and whether this process is
+        the last rank. Without a process group: zeros, ``values`` and True.
+    """
+    counts = gather_counts(values, device)
+    rank = dist.get_rank() if len(counts) > 1 else 0
+    bases = [sum(c[i] for c in counts[:rank]) for i in range(len(values))]
+    totals = [sum(c[i] for c in counts) for i in range(len(values))]
+    return bases, totals, rank == len(counts) - 1
