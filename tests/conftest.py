@@ -1,6 +1,7 @@
 """Shared test fixtures and helpers: the real samples in ../shared/data, small model sizes,
 the training tools run as a user runs them, and their logs."""
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -315,6 +316,37 @@ def save_tiny_vit(family: str, path: Path, seed: int = 0):
                                              **extra).eval()
     model.save_pretrained(path)
     return model
+
+
+def random_sparse(batch: int = 2, shape=(10, 12, 9), sites: int = 250, channels: int = 5,
+                  seed: int = 0, dtype: torch.dtype = torch.float64, device: str = 'cpu'):
+    """``sites`` distinct random voxels per sample: int32 indices (batch * sites, 4) as
+    (b, z, y, x), random features (batch * sites, channels) and the spatial shape as a list."""
+    g = torch.Generator().manual_seed(seed)
+    idx = []
+    for b in range(batch):
+        flat = torch.randperm(math.prod(shape), generator=g)[:sites]
+        zyx = torch.stack(torch.unravel_index(flat, shape), dim=1)
+        idx.append(torch.cat([torch.full((sites, 1), b), zyx], dim=1))
+    indices = torch.cat(idx).int()
+    feats = torch.randn(indices.shape[0], channels, generator=g, dtype=dtype)
+    return indices.to(device), feats.to(device), list(shape)
+
+
+def dense_weight(w):
+    """spconv 2 KRSC weight (out, kD, kH, kW, in) -> conv3d weight (out, in, kD, kH, kW)."""
+    return w.permute(0, 4, 1, 2, 3)
+
+
+def assert_same_vjp(out, ref, wrt, ref_wrt, **tolerance) -> None:
+    """The gradients of ``out`` and of its reference ``ref`` along one random probe agree:
+    those of ``out`` with respect to each of ``wrt`` equal those of ``ref`` with respect to the
+    matching ``ref_wrt`` (``torch.testing.assert_close`` with ``tolerance``)."""
+    probe = torch.randn_like(ref)
+    got = torch.autograd.grad((out * probe).sum(), list(wrt))
+    exp = torch.autograd.grad((ref * probe).sum(), list(ref_wrt))
+    for a, r in zip(got, exp):
+        torch.testing.assert_close(a, r, **tolerance)
 
 
 def to_dense(indices, feats, shape, batch: int = 2):

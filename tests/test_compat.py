@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO_ROOT, at_sites, to_dense
+from conftest import (REPO_ROOT, assert_same_vjp, at_sites, dense_weight, random_sparse,
+                      to_dense)
 from projects.img2lidar import compat
 
 spconv = pytest.importorskip('spconv.pytorch')
@@ -26,26 +26,9 @@ def many_threads():
     torch.set_num_threads(old)
 
 
-def _random_sparse(batch=2, shape=(10, 12, 9), sites=250, channels=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    idx = []
-    for b in range(batch):
-        flat = torch.randperm(int(np.prod(shape)), generator=g)[:sites]
-        zyx = torch.stack(torch.unravel_index(flat, shape), dim=1)
-        idx.append(torch.cat([torch.full((sites, 1), b), zyx], dim=1))
-    indices = torch.cat(idx).int()
-    feats = torch.randn(indices.shape[0], channels, generator=g, dtype=torch.float64)
-    return indices, feats, list(shape)
-
-
-def _torch_weight(w):
-    """spconv 2 KRSC weight (out, kD, kH, kW, in) -> conv3d weight (out, in, kD, kH, kW)."""
-    return w.permute(0, 4, 1, 2, 3)
-
-
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
 def test_submanifold_conv_matches_dense(many_threads, kernel):
-    indices, feats, shape = _random_sparse()
+    indices, feats, shape = random_sparse()
     conv = spconv.SubMConv3d(5, 7, kernel, padding=tuple(k // 2 for k in kernel), bias=True,
                              indice_key='k').double()
     feats.requires_grad_(True)
@@ -55,19 +38,16 @@ def test_submanifold_conv_matches_dense(many_threads, kernel):
     w = conv.weight.detach().clone().requires_grad_(True)
     b = conv.bias.detach().clone().requires_grad_(True)
     dense_in = to_dense(indices, feats, shape, 2)
-    ref = at_sites(F.conv3d(dense_in, _torch_weight(w), b, padding=tuple(k // 2 for k in kernel)),
+    ref = at_sites(F.conv3d(dense_in, dense_weight(w), b, padding=tuple(k // 2 for k in kernel)),
               indices)
     torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=0)
     # backward: same gradients for input features and weights
-    probe = torch.randn_like(ref)
-    g_sparse = torch.autograd.grad((out.features * probe).sum(), [feats, conv.weight, conv.bias])
-    g_dense = torch.autograd.grad((ref * probe).sum(), [feats, w, b])
-    for a, r in zip(g_sparse, g_dense):
-        torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
+    assert_same_vjp(out.features, ref, [feats, conv.weight, conv.bias], [feats, w, b],
+                    atol=1e-4, rtol=0)
 
 
 def test_strided_and_inverse_conv_match_dense(many_threads):
-    indices, feats, shape = _random_sparse(shape=(10, 12, 8))
+    indices, feats, shape = random_sparse(shape=(10, 12, 8))
     down = spconv.SparseConv3d(5, 6, 2, stride=2, bias=False, indice_key='d').double()
     up = spconv.SparseInverseConv3d(6, 4, 2, indice_key='d', bias=False).double()
     feats.requires_grad_(True)
@@ -77,26 +57,23 @@ def test_strided_and_inverse_conv_match_dense(many_threads):
     wd = down.weight.detach().clone().requires_grad_(True)
     wu = up.weight.detach().clone().requires_grad_(True)
     dense_in = to_dense(indices, feats, shape, 2)
-    dense_y = F.conv3d(dense_in, _torch_weight(wd), stride=2)
+    dense_y = F.conv3d(dense_in, dense_weight(wd), stride=2)
     torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=0)
     # inverse conv = transposed conv read at the input sites of the strided conv
     dense_z = F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2)
     assert torch.equal(z.indices, indices)
     ref = at_sites(dense_z, indices)
     torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=0)
-    probe = torch.randn_like(ref)
-    g_sparse = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
-    g_dense = torch.autograd.grad((ref * probe).sum(), [feats, wd, wu])
-    for a, r in zip(g_sparse, g_dense):
-        torch.testing.assert_close(a, r, atol=1e-4, rtol=0)
+    assert_same_vjp(z.features, ref, [feats, down.weight, up.weight], [feats, wd, wu],
+                    atol=1e-4, rtol=0)
 
 
 def test_eval_mode_conv_with_bias_runs_on_cpu():
-    indices, feats, shape = _random_sparse(channels=3)
+    indices, feats, shape = random_sparse(channels=3)
     conv = spconv.SubMConv3d(3, 4, 3, padding=1, bias=True, indice_key='e').double().eval()
     out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
     dense = to_dense(indices, feats, shape, 2)
-    ref = at_sites(F.conv3d(dense, _torch_weight(conv.weight), conv.bias, padding=1), indices)
+    ref = at_sites(F.conv3d(dense, dense_weight(conv.weight), conv.bias, padding=1), indices)
     torch.testing.assert_close(out.features, ref.detach(), atol=1e-4, rtol=0)
 
 
@@ -123,10 +100,7 @@ def test_dynamic_scatter_matches_loop(reduce):
     ref, ref_coors = _scatter_loop(feats, coors, reduce)
     assert torch.equal(out_coors, ref_coors)
     torch.testing.assert_close(out, ref)
-    probe = torch.randn_like(ref)
-    (g_out, ) = torch.autograd.grad((out * probe).sum(), feats)
-    (g_ref, ) = torch.autograd.grad((ref * probe).sum(), feats)
-    torch.testing.assert_close(g_out, g_ref)
+    assert_same_vjp(out, ref, [feats], [feats])
 
 
 def test_mmdet3d_dynamic_scatter_3d_returns_point_map():
@@ -152,13 +126,13 @@ def test_submanifold_forward_has_no_thread_race(many_threads):
     half of these runs with 4 threads."""
     errors = []
     for seed in range(5):
-        indices, feats, shape = _random_sparse(sites=2000, shape=(20, 20, 20), channels=32,
+        indices, feats, shape = random_sparse(sites=2000, shape=(20, 20, 20), channels=32,
                                                seed=seed)
         feats = feats.float()
         conv = spconv.SubMConv3d(32, 32, 3, padding=1, bias=False, indice_key='k')
         with torch.no_grad():
             out = conv(spconv.SparseConvTensor(feats, indices, shape, 2))
-            ref = at_sites(F.conv3d(to_dense(indices, feats, shape, 2), _torch_weight(conv.weight),
+            ref = at_sites(F.conv3d(to_dense(indices, feats, shape, 2), dense_weight(conv.weight),
                                padding=1), indices)
         errors.append((out.features - ref).abs().max().item())
     assert max(errors) < 1e-4, errors

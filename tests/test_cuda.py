@@ -5,7 +5,6 @@ These run wherever CUDA is present and are skipped, with that reason, elsewhere.
 off so that float32 products are float32 on both sides.
 """
 import copy
-import math
 
 import pytest
 import torch
@@ -14,7 +13,8 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
-from conftest import REPO_ROOT, at_sites, to_dense, two_clouds
+from conftest import (REPO_ROOT, assert_same_vjp, at_sites, dense_weight, random_sparse,
+                      to_dense, two_clouds)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 spconv = pytest.importorskip('spconv.pytorch')
@@ -28,16 +28,9 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _sparse_input(shape=(24, 24, 16), sites=1500, channels=8, batch=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    idx = []
-    for b in range(batch):
-        flat = torch.randperm(math.prod(shape), generator=g)[:sites]
-        idx.append(torch.cat([torch.full((sites, 1), b), torch.stack(
-            torch.unravel_index(flat, shape), dim=1)], dim=1))
-    indices = torch.cat(idx).int().cuda()
-    feats = torch.randn(indices.shape[0], channels, generator=g).cuda()
-    return indices, feats, list(shape)
+def _sparse_input(shape=(24, 24, 16)):
+    return random_sparse(shape=shape, sites=1500, channels=8, dtype=torch.float32,
+                         device='cuda')
 
 
 @pytest.mark.parametrize('kernel', [(3, 3, 3), (1, 3, 3), (3, 1, 3)])
@@ -50,13 +43,10 @@ def test_cuda_submanifold_conv_matches_dense(kernel):
     w = conv.weight.detach().clone().requires_grad_(True)
     b = conv.bias.detach().clone().requires_grad_(True)
     dense = to_dense(indices, feats, shape)
-    ref = at_sites(F.conv3d(dense, w.permute(0, 4, 1, 2, 3), b, padding=pad), indices)
+    ref = at_sites(F.conv3d(dense, dense_weight(w), b, padding=pad), indices)
     torch.testing.assert_close(out.features, ref, atol=1e-4, rtol=1e-4)
-    probe = torch.randn_like(ref)
-    got = torch.autograd.grad((out.features * probe).sum(), [feats, conv.weight, conv.bias])
-    exp = torch.autograd.grad((ref * probe).sum(), [feats, w, b])
-    for a, r in zip(got, exp):
-        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    assert_same_vjp(out.features, ref, [feats, conv.weight, conv.bias], [feats, w, b],
+                    atol=1e-4, rtol=1e-4)
 
 
 def test_cuda_strided_and_inverse_conv_match_dense():
@@ -68,15 +58,12 @@ def test_cuda_strided_and_inverse_conv_match_dense():
     z = up(y)
     wd = down.weight.detach().clone().requires_grad_(True)
     wu = up.weight.detach().clone().requires_grad_(True)
-    dense_y = F.conv3d(to_dense(indices, feats, shape), wd.permute(0, 4, 1, 2, 3), stride=2)
+    dense_y = F.conv3d(to_dense(indices, feats, shape), dense_weight(wd), stride=2)
     torch.testing.assert_close(y.dense(), dense_y, atol=1e-4, rtol=1e-4)
     ref = at_sites(F.conv_transpose3d(dense_y, wu.permute(4, 0, 1, 2, 3), stride=2), indices)
     torch.testing.assert_close(z.features, ref, atol=1e-4, rtol=1e-4)
-    probe = torch.randn_like(ref)
-    got = torch.autograd.grad((z.features * probe).sum(), [feats, down.weight, up.weight])
-    exp = torch.autograd.grad((ref * probe).sum(), [feats, wd, wu])
-    for a, r in zip(got, exp):
-        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    assert_same_vjp(z.features, ref, [feats, down.weight, up.weight], [feats, wd, wu],
+                    atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize('name,overrides', [('minkunet34_student.py', {}),
