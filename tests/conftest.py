@@ -17,7 +17,29 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-SHARED_DATA = Path(os.environ.get('IMG2LIDAR_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
+
+
+def _find_shared_data() -> Path:
+    """The real samples: ``$IMG2LIDAR_SHARED_DATA``, else ``../shared/data`` beside this
+    checkout, else beside the local checkout this one was cloned from (``git clone . /tmp/x``,
+    as a fresh-clone check does). The first candidate is returned when none exists, so that the
+    skip reason names it."""
+    if 'IMG2LIDAR_SHARED_DATA' in os.environ:
+        return Path(os.environ['IMG2LIDAR_SHARED_DATA'])
+    beside = REPO_ROOT.parent / 'shared' / 'data'
+    if beside.exists():
+        return beside
+    origin = subprocess.run(['git', '-C', str(REPO_ROOT), 'remote', 'get-url', 'origin'],
+                            capture_output=True, text=True).stdout.strip()
+    origin = origin[len('file://'):] if origin.startswith('file://') else origin
+    if origin and Path(origin).is_dir():
+        cloned_from = Path(origin).resolve().parent / 'shared' / 'data'
+        if cloned_from.exists():
+            return cloned_from
+    return beside
+
+
+SHARED_DATA = _find_shared_data()
 NUSCENES_SAMPLE = SHARED_DATA / 'nuscenes_sample'
 KITTI_SAMPLE = SHARED_DATA / 'kitti_sample'
 PYTHON = sys.executable
