@@ -1,4 +1,5 @@
 """Optimizer wrappers that never take a step on a non-finite loss or gradient."""
+import logging
 from typing import Dict, List, Optional
 
 import torch
@@ -104,7 +105,7 @@ class FiniteCheckMixin:
         self.num_skipped += 1
         hub.update_scalar(SKIPPED_KEY, self.num_skipped)
         print_log(f'skipped the optimizer step ({self.num_skipped} so far): {msg}',
-                  logger='current', level=30)
+                  logger='current', level=logging.WARNING)
         return None
 
 
