@@ -52,12 +52,12 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         self.runner.model.train()
         print_log(f'resuming epoch {self._epoch + 1} after its first {skip} of '
                   f'{len(self.dataloader)} iterations (from the checkpoint)', logger='current')
-        restore = self._skip_batches(skip)
+        undo, batches = self._skip_batches(skip)
         try:
-            for idx, data_batch in enumerate(restore[1], start=skip):
+            for idx, data_batch in enumerate(batches, start=skip):
                 self.run_iter(idx, data_batch)
         finally:
-            restore[0]()
+            undo()
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 
