@@ -13,6 +13,8 @@ setup(
     description='Self-supervised image-to-lidar distillation (SLidR, ST-SLidR, relational) '
     'as an MMDetection3D plugin',
     packages=find_namespace_packages(include=['projects.img2lidar', 'projects.img2lidar.*']),
+    # the split lists (projects/img2lidar/splits) travel with the package
+    package_data={'projects.img2lidar.splits': ['*.txt', '*.md']},
     python_requires='>=3.9',
     install_requires=[
         'mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0', 'mmdet3d==1.4.0',

@@ -1,4 +1,4 @@
-"""Shared test fixtures and helpers: the real samples in ../shared/data, small model sizes,
+"""Shared test fixtures and helpers: the real samples in tests/data, small model sizes,
 the training tools run as a user runs them, and their logs."""
 import json
 import math
@@ -17,13 +17,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+#: the small real samples committed with the repository (see tests/data/README.md)
+TEST_DATA = REPO_ROOT / 'tests' / 'data'
+NUSCENES_SAMPLE = TEST_DATA / 'nuscenes_sample'
+KITTI_SAMPLE = TEST_DATA / 'kitti_sample'
+SEMANTICKITTI_FIXTURE = TEST_DATA / 'semantickitti_fixture'
 
 
-def _find_shared_data() -> Path:
-    """The real samples: ``$IMG2LIDAR_SHARED_DATA``, else ``../shared/data`` beside this
-    checkout, else beside the local checkout this one was cloned from (``git clone . /tmp/x``,
-    as a fresh-clone check does). The first candidate is returned when none exists, so that the
-    skip reason names it."""
+def _find_optional_data() -> Path:
+    """Where the larger optional samples (the PandaSet frames) are looked for:
+    ``$IMG2LIDAR_SHARED_DATA``, else a ``shared/data`` folder beside this checkout, else beside
+    the local checkout this one was cloned from (``git clone . /tmp/x``, as a fresh-clone check
+    does). The first candidate is returned when none exists, so that the skip reason names it."""
     if 'IMG2LIDAR_SHARED_DATA' in os.environ:
         return Path(os.environ['IMG2LIDAR_SHARED_DATA'])
     beside = REPO_ROOT.parent / 'shared' / 'data'
@@ -39,9 +44,9 @@ def _find_shared_data() -> Path:
     return beside
 
 
-SHARED_DATA = _find_shared_data()
-NUSCENES_SAMPLE = SHARED_DATA / 'nuscenes_sample'
-KITTI_SAMPLE = SHARED_DATA / 'kitti_sample'
+#: optional data outside the repository (tests that need it skip without it)
+OPTIONAL_DATA = _find_optional_data()
+PANDASET_SAMPLE = OPTIONAL_DATA / 'pandaset_sample'
 PYTHON = sys.executable
 
 import projects.img2lidar  # noqa: E402,F401  applies compat fixes, registers modules
@@ -64,16 +69,19 @@ CAMERAS = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BA
 
 
 def require(path: Path) -> Path:
-    """Skip the calling test with a clear reason when a shared sample is absent."""
+    """Skip the calling test with a clear reason when an optional sample (outside the
+    repository) is absent. The samples under tests/data are part of the repository: tests use
+    them directly, so a missing one fails."""
     if not path.exists():
-        pytest.skip(f'shared sample data not found at {path} (set IMG2LIDAR_SHARED_DATA)')
+        pytest.skip(f'optional sample data not found at {path} (set IMG2LIDAR_SHARED_DATA to '
+                    'the folder that holds it)')
     return path
 
 
 @pytest.fixture(scope='session')
 def nuscenes_sweep() -> np.ndarray:
     """The real nuScenes LIDAR_TOP sweep, (34688, 5) float32."""
-    root = require(NUSCENES_SAMPLE)
+    root = NUSCENES_SAMPLE
     path = next(root.glob('*LIDAR_TOP*.pcd.bin'))
     return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
 
@@ -81,7 +89,7 @@ def nuscenes_sweep() -> np.ndarray:
 @pytest.fixture(scope='session')
 def nuscenes_info() -> dict:
     """The mmdet3d v1.1 info file of the nuScenes sample."""
-    root = require(NUSCENES_SAMPLE)
+    root = NUSCENES_SAMPLE
     with open(next(root.glob('*.pkl')), 'rb') as f:
         return pickle.load(f)
 
@@ -94,7 +102,7 @@ def nuscenes_root(tmp_path_factory) -> Path:
     Tests must not write into it; :func:`write_info` adds info files next to it.
     """
     from projects.img2lidar.preparation.superpixels import create_superpixels
-    src = require(NUSCENES_SAMPLE)
+    src = NUSCENES_SAMPLE
     root = tmp_path_factory.mktemp('nuscenes_root')
     for f in src.iterdir():
         os.symlink(f, root / f.name)
@@ -107,7 +115,7 @@ def nuscenes_root(tmp_path_factory) -> Path:
 
 def sample_info_file(root: Path) -> Path:
     """The sample's own info file in a data root made by :func:`nuscenes_root` (or a copy)."""
-    return root / next(require(NUSCENES_SAMPLE).glob('*.pkl')).name
+    return root / next(NUSCENES_SAMPLE.glob('*.pkl')).name
 
 
 def write_info(path: Path, root: Path, copies: int = 1, edit=None) -> Path:

@@ -9,14 +9,14 @@ import torch
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
-from conftest import (REPO_ROOT, SHARED_DATA, SMALL_TEACHER, SMALL_TEACHER_CHANNELS,
-                      finetune_config, pretrained_distiller_checkpoint, read_scalars, require,
+from conftest import (REPO_ROOT, SEMANTICKITTI_FIXTURE, SMALL_TEACHER, SMALL_TEACHER_CHANNELS,
+                      finetune_config, pretrained_distiller_checkpoint, read_scalars,
                       run_tool)
 
 PYTHON = sys.executable
 
 def test_finetune_config_through_dist_tools(tmp_path):
-    root = require(SHARED_DATA / 'semantickitti_fixture')
+    root = SEMANTICKITTI_FIXTURE
     backbone = pretrained_distiller_checkpoint(tmp_path / 'pretrained.pth')
     cfg = finetune_config(tmp_path / 'finetune.py', root, tmp_path / 'pretrained.pth')
     work = tmp_path / 'work'
@@ -56,7 +56,7 @@ def _cylinder_checkpoint(path):
 def test_shipped_semantickitti_config_trains_and_validates(tmp_path, student):
     """configs/finetune/*_semantickitti-1pct.py as shipped (one epoch on the fixture), starting
     from a pretraining checkpoint, through tools/train.py."""
-    root = require(SHARED_DATA / 'semantickitti_fixture')
+    root = SEMANTICKITTI_FIXTURE
     config = f'configs/finetune/{student}_2xb8-100e_semantickitti-1pct.py'
     ckpt = tmp_path / 'pretrained.pth'
     if student == 'minkunet34':

@@ -4,11 +4,11 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from conftest import SHARED_DATA, finetune_config, pretrained_distiller_checkpoint, require
+from conftest import SEMANTICKITTI_FIXTURE, finetune_config, pretrained_distiller_checkpoint
 
 
 def test_linear_probe_freezes_backbone_and_trains_classifier(tmp_path):
-    root = require(SHARED_DATA / 'semantickitti_fixture')
+    root = SEMANTICKITTI_FIXTURE
     pretrained = pretrained_distiller_checkpoint(tmp_path / 'pretrained.pth')
     cfg_path = finetune_config(tmp_path / 'probe.py', root, tmp_path / 'pretrained.pth',
                                 model_type='LinearProbeMinkUNet', iters=4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mmdet3d.registry import DATASETS
 
-from conftest import NUSCENES_SAMPLE, require
+from conftest import NUSCENES_SAMPLE
 from projects.img2lidar.datasets import few_shot_scenes
 
 # shared/data/splits/README.md, written out: raw id -> eval id (0 = ignored)
@@ -19,7 +19,7 @@ NAMES = ['barrier', 'bicycle', 'bus', 'car', 'construction_vehicle', 'motorcycle
 
 
 def test_raw_ids_map_to_eval_ids_on_the_real_sample(tmp_path):
-    src = require(NUSCENES_SAMPLE)
+    src = NUSCENES_SAMPLE
     with open(next(src.glob('*.pkl')), 'rb') as f:
         info = pickle.load(f)
     entry = info['data_list'][0]

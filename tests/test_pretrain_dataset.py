@@ -8,7 +8,7 @@ import torch
 from mmdet3d.registry import DATASETS
 
 from conftest import CAMERAS as CAMS
-from conftest import KITTI_SAMPLE, require, sample_info_file
+from conftest import KITTI_SAMPLE, sample_info_file
 EXPECTED = dict(CAM_FRONT=3067, CAM_FRONT_RIGHT=3079, CAM_FRONT_LEFT=3704, CAM_BACK=4826,
                 CAM_BACK_LEFT=4097, CAM_BACK_RIGHT=3379)
 
@@ -106,7 +106,7 @@ def test_augmentations_keep_pairs_exact(nuscenes_root, seed):
 
 
 def test_kitti_frame_loads_and_pairs():
-    root = require(KITTI_SAMPLE)
+    root = KITTI_SAMPLE
     pipeline = [dict(type='LoadLidarPoints', load_dim=4),
                 dict(type='LoadMultiViewImagesAndSuperpixels', with_superpixels=False),
                 dict(type='PointPixelPairing')]

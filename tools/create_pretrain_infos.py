@@ -20,17 +20,21 @@ def main(argv=None) -> int:
     parser.add_argument('--version', default='v1.0-trainval', help='v1.0-trainval or v1.0-mini')
     parser.add_argument('--out-dir', default=None, help='defaults to the root')
     parser.add_argument(
-        '--pretrain-val-scenes',
-        default=osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'shared', 'data',
-                         'splits', 'nuscenes_pretrain_val_scenes.txt'),
-        help='scene names held out for pretraining validation, one per line')
+        '--pretrain-val-scenes', default=None,
+        help='file of the train scene names held out for pretraining validation, one per line '
+        "(default: the project's list of SLidR's 100 scenes, projects/img2lidar/splits/"
+        "nuscenes_pretrain_val_scenes.txt); 'none' holds out no scene. A missing file is an "
+        'error')
     parser.add_argument('--splits', nargs='+', default=['pretrain', 'pretrain_val', 'train', 'val'])
     parser.add_argument('--prefix', default='nuscenes_infos')
     args = parser.parse_args(argv)
 
     from projects.img2lidar.preparation.pretrain_infos import create_pretrain_infos
-    create_pretrain_infos(args.root, args.version, args.out_dir, args.pretrain_val_scenes,
-                          args.splits, args.prefix)
+    from projects.img2lidar.splits import NUSCENES_PRETRAIN_VAL_SCENES
+    held = args.pretrain_val_scenes
+    held = (str(NUSCENES_PRETRAIN_VAL_SCENES) if held is None else
+            None if held.lower() == 'none' else held)
+    create_pretrain_infos(args.root, args.version, args.out_dir, held, args.splits, args.prefix)
     return 0
 
 

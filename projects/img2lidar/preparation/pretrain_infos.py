@@ -7,8 +7,9 @@ lidar and camera timestamps folded in, and ``pts_semantic_mask_path`` when lidar
 
 - ``nuscenes_infos_pretrain.pkl``: train scenes not in the pretraining validation list
   (600 on v1.0-trainval);
-- ``nuscenes_infos_pretrain_val.pkl``: the scenes of ``--pretrain-val-scenes``
-  (shared/data/splits/nuscenes_pretrain_val_scenes.txt; 100 on v1.0-trainval);
+- ``nuscenes_infos_pretrain_val.pkl``: the scenes of ``--pretrain-val-scenes`` (by default
+  the list that ships with the project, :data:`projects.img2lidar.splits.NUSCENES_PRETRAIN_VAL_SCENES`;
+  100 on v1.0-trainval);
 - ``nuscenes_infos_train.pkl`` / ``nuscenes_infos_val.pkl``: the official splits
   (mini_train / mini_val on v1.0-mini).
 
@@ -18,11 +19,12 @@ Paths in the infos are relative to the data prefixes of the configs: lidar files
 import os
 import os.path as osp
 import pickle
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from pyquaternion import Quaternion
+
+from ..splits import NUSCENES_PRETRAIN_VAL_SCENES, read_name_list
 
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
            'CAM_BACK_RIGHT')
@@ -81,8 +83,19 @@ def sample_info(nusc, sample: dict, index: int) -> dict:
     return info
 
 
-def split_scenes(version: str, pretrain_val_file: str) -> Dict[str, List[str]]:
-    """Scene names of each output split."""
+def split_scenes(version: str, pretrain_val_scenes: Optional[Sequence[str]]
+                 ) -> Dict[str, List[str]]:
+    """Scene names of each output split.
+
+    Args:
+        version (str): ``v1.0-trainval`` or ``v1.0-mini``.
+        pretrain_val_scenes (Sequence[str], optional): Train scenes held out of pretraining;
+            None holds out none.
+
+    Raises:
+        ValueError: On v1.0-trainval, a held-out name that is not a train scene (a list made
+            for another split or version would silently hold out fewer scenes).
+    """
     from nuscenes.utils import splits
     if version == 'v1.0-mini':
         train, val = splits.mini_train, splits.mini_val
@@ -90,11 +103,12 @@ def split_scenes(version: str, pretrain_val_file: str) -> Dict[str, List[str]]:
         train, val = splits.train, splits.val
     else:
         raise ValueError(f'unsupported version {version}')
-    pretrain_val = []
-    if pretrain_val_file:
-        with open(pretrain_val_file) as f:
-            pretrain_val = [line.strip() for line in f if line.strip()]
-    held = set(pretrain_val)
+    held = set(pretrain_val_scenes or ())
+    if version == 'v1.0-trainval':
+        unknown = sorted(held - set(train))
+        if unknown:
+            raise ValueError(f'{len(unknown)} held-out scenes are not train scenes of {version}: '
+                             f'{unknown[:10]}')
     return dict(
         pretrain=[s for s in train if s not in held],
         pretrain_val=[s for s in train if s in held],
@@ -103,7 +117,7 @@ def split_scenes(version: str, pretrain_val_file: str) -> Dict[str, List[str]]:
 
 
 def create_pretrain_infos(root: str, version: str = 'v1.0-trainval', out_dir: Optional[str] = None,
-                          pretrain_val_scenes: str = '',
+                          pretrain_val_scenes: Optional[str] = str(NUSCENES_PRETRAIN_VAL_SCENES),
                           splits: Sequence[str] = ('pretrain', 'pretrain_val', 'train', 'val'),
                           prefix: str = 'nuscenes_infos') -> Dict[str, str]:
     """Write the info files of a nuScenes root (see the module doc).
@@ -112,24 +126,28 @@ def create_pretrain_infos(root: str, version: str = 'v1.0-trainval', out_dir: Op
         root (str): nuScenes root (holds the version folder).
         version (str): ``v1.0-trainval`` or ``v1.0-mini``.
         out_dir (str, optional): Where the files go; the root when None.
-        pretrain_val_scenes (str): File of scene names held out for pretraining validation,
-            one per line; '' holds out none.
+        pretrain_val_scenes (str, optional): File of the train scene names held out for
+            pretraining validation, one per line (default: the list that ships with the
+            project, SLidR's 100 scenes). None holds out none, on purpose only: a missing file
+            is an error, never an empty hold-out, since that would change the experiment.
         splits (Sequence[str]): Splits to write.
         prefix (str): File name prefix.
 
     Returns:
         dict[str, str]: The file written for each split.
+
+    Raises:
+        FileNotFoundError: ``pretrain_val_scenes`` names a file that does not exist.
     """
     from mmengine.utils import ProgressBar
     from nuscenes import NuScenes
 
     written = {}
-    if pretrain_val_scenes and not osp.isfile(pretrain_val_scenes):
-        print(f'warning: {pretrain_val_scenes} not found; no scene is held out',
-              file=sys.stderr)
-        pretrain_val_scenes = ''
+    held_out = None if pretrain_val_scenes is None else read_name_list(pretrain_val_scenes)
+    print('pretraining validation scenes: ' + ('none (on request)' if held_out is None else
+                                                f'{len(held_out)} listed in {pretrain_val_scenes}'))
+    scenes = split_scenes(version, held_out)
     nusc = NuScenes(version=version, dataroot=root, verbose=False)
-    scenes = split_scenes(version, pretrain_val_scenes)
     by_name = {s['name']: s for s in nusc.scene}
     out_dir = out_dir or root
     os.makedirs(out_dir, exist_ok=True)
