@@ -23,9 +23,20 @@ stage() {  # stage NAME command...
   STAGE_TIME[$name]=$(( $(date +%s) - t0 ))
   echo "=== [demo] $name done in ${STAGE_TIME[$name]} s"
 }
-quiet_train() {  # the Runner's log goes to the work dir; show progress lines only
-  "$PY" tools/train.py "$@" 2>&1 | grep --line-buffered -E "Epoch\(|miou|Error|error" || true
-  [ "${PIPESTATUS[0]}" = 0 ]
+quiet_train() {  # show the Runner's progress lines only; the whole output goes to a log file,
+  # whose end is printed when the run fails
+  local log="$WORK/logs/$(basename "$1" .py)_$(date +%s%N).log"
+  mkdir -p "$WORK/logs"
+  local rc=0
+  "$PY" tools/train.py "$@" > "$log" 2>&1 &
+  local pid=$!
+  tail -n +1 --pid=$pid -f "$log" | grep --line-buffered -F "Epoch(" || true
+  wait $pid || rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "tools/train.py failed (exit $rc); the end of $log:" >&2
+    tail -n 40 "$log" >&2
+  fi
+  return $rc
 }
 
 [ -f "$DATA/v1.0-mini/scene.json" ] || stage world "$PY" tools/create_demo_world.py --out "$DATA"
