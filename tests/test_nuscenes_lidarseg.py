@@ -9,7 +9,7 @@ from mmdet3d.registry import DATASETS
 from conftest import NUSCENES_SAMPLE
 from projects.img2lidar.datasets import few_shot_scenes
 
-# shared/data/splits/README.md, written out: raw id -> eval id (0 = ignored)
+# docs/methods.md section 6.6 (RAW_TO_EVAL), written out: raw id -> eval id (0 = ignored)
 TABLE = {0: 0, 1: 0, 2: 7, 3: 7, 4: 7, 5: 0, 6: 7, 7: 0, 8: 0, 9: 1, 10: 0, 11: 0, 12: 8, 13: 0,
          14: 2, 15: 3, 16: 3, 17: 4, 18: 5, 19: 0, 20: 0, 21: 6, 22: 9, 23: 10, 24: 11, 25: 12,
          26: 13, 27: 14, 28: 15, 29: 0, 30: 16, 31: 0}

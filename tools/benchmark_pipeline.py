@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time the pretraining pipeline per sample against only decoding the sample's images.
 
-    python tools/benchmark_pipeline.py --data-root ../shared/data/nuscenes_sample \
-        --ann-file ../shared/data/nuscenes_sample/n015-2018-07-24-11-22-45+0800.pkl \
+    python tools/benchmark_pipeline.py --data-root tests/data/nuscenes_sample \
+        --ann-file tests/data/nuscenes_sample/n015-2018-07-24-11-22-45+0800.pkl \
         --sp-root /tmp/sp --repeats 20
 
 Superpixel maps are made with tools/create_superpixels.py first if ``--sp-root`` is empty.

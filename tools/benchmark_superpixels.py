@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time SLIC per image on one core and measure what computing at reduced resolution gives up.
 
-    python tools/benchmark_superpixels.py ../shared/data/nuscenes_sample/*.jpg --downscale 1 2 3 4
+    python tools/benchmark_superpixels.py tests/data/nuscenes_sample/*.jpg --downscale 1 2 3 4
 
 For every image and downscale factor F it prints the seconds per image (one process, one
 thread), the number of segments, and two agreements with the full-resolution map:

@@ -2,7 +2,7 @@
 # One set-up path for everything (README commands, .ci/run, developers).
 #
 # Creates an isolated virtual environment in the checkout (.venv) with the pinned stack of
-# ../shared/docs/DEPENDENCIES.md:
+# docs/dependencies.md:
 #   torch 2.13.0 (local CPU wheel; on a CUDA machine the torch already installed is reused),
 #   mmcv 2.1.0 with ops (compiled once, ~9 min on 2 cores; the wheel is cached outside the
 #   checkout in $IMG2LIDAR_CACHE and reused), mmengine 0.10.7, mmdet 3.3.0, mmdet3d 1.4.0,

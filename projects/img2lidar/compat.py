@@ -1,7 +1,7 @@
 """The fixes this project needs for its dependency stack: version-targeted runtime patches.
 
 The pinned stack (torch 2.13, mmengine 0.10.7, mmcv 2.1.0, mmdet3d 1.4.0, spconv 2.3.8) breaks on
-CPU or on new torch in the ways listed in ``shared/docs/DEPENDENCIES.md``. Each fix is a
+CPU or on new torch in the ways listed in ``docs/dependencies.md`` (section 3). Each fix is a
 :class:`Patch` in :data:`PATCHES`: it names the installed versions it fixes, and
 :func:`apply_all` (run when :mod:`projects.img2lidar` is imported, e.g. by a config's
 ``custom_imports``) applies it only when those versions are installed; otherwise it logs one

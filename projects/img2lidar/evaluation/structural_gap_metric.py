@@ -1,4 +1,4 @@
-"""The 2D/3D structural gap (METHODS.md section 5): a label-free pretraining signal."""
+"""The 2D/3D structural gap (docs/methods.md section 5): a label-free pretraining signal."""
 from typing import Dict, List, Sequence
 
 from mmdet3d.registry import METRICS

@@ -10,7 +10,7 @@ holding the whole global batch would see.
 Levels:
 
 - ``superpixel`` (:class:`PooledFeatures`): one row per superpixel that holds at least one
-  point-pixel pair (METHODS.md section 3), sorted by batch-unique id; the rows of sample ``b``
+  point-pixel pair (docs/methods.md section 3), sorted by batch-unique id; the rows of sample ``b``
   are ``sample_offsets[b]:sample_offsets[b + 1]``.
 - ``pair`` (:class:`PairFeatures`): one row per point-pixel pair; the rows of sample ``b``
   are ``sample_offsets[b]:sample_offsets[b + 1]``.

@@ -49,7 +49,7 @@ def nearest_resize_labels(labels: Tensor, size) -> Tensor:
 
 def superpixel_pooling(point_feats: Tensor, pixel_feats: Tensor,
                        teacher_feats: Optional[Tensor], pairs: BatchPairs) -> PooledFeatures:
-    """Pool k_s, q_s and (optionally) e_s (METHODS.md section 3) for a whole batch at once.
+    """Pool k_s, q_s and (optionally) e_s (docs/methods.md section 3) for a whole batch at once.
 
     Args:
         point_feats (Tensor): Student features of all points of the batch, (N, D).

@@ -1,7 +1,7 @@
 """Sparse convolution from spconv's neighbour tables in plain torch (CPU and any device).
 
 spconv 2.3.x's CPU kernels race with more than one thread (silently wrong rows), assert in
-every backward and refuse a bias in eval mode (``shared/docs/DEPENDENCIES.md``).
+every backward and refuse a bias in eval mode (``docs/dependencies.md`` section 3.2).
 :func:`native_sparse_conv` computes the same convolution with one gather, one GEMM per kernel
 offset and one ``index_add`` scatter, which is correct with any number of threads and is
 differentiated by autograd. :mod:`projects.img2lidar.compat` routes spconv's CPU calls here;
