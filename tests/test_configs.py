@@ -10,8 +10,10 @@ from mmengine.config import Config
 
 from conftest import REPO_ROOT, save_tiny_vit
 
+# configs/protocols: evaluation protocols, not model configs (test_evaluate_pretraining.py)
 CONFIGS = sorted(p for p in glob.glob(str(REPO_ROOT / 'configs' / '*' / '*.py'))
-                 if os.sep + '_base_' + os.sep not in p and not p.endswith('demo_sizes.py'))
+                 if os.sep + '_base_' + os.sep not in p and not p.endswith('demo_sizes.py')
+                 and os.sep + 'protocols' + os.sep not in p)
 PRETRAIN_DIRS = ('slidr', 'st-slidr', 'relational', 'ppkt', 'similarity')
 #: {method}_{student}_{teacher}_{gpus}xb{batch}-{epochs}e_{dataset}.py
 PRETRAIN_NAME = re.compile(r'^(?P<method>[a-z]+)_(?P<student>[a-z0-9-]+)_(?P<teacher>[a-z0-9.-]+)_'
@@ -44,8 +46,15 @@ def test_config_builds(path, tiny_vits):
     model = MODELS.build(cfg.model)  # weights are not loaded here (no init_weights)
     assert sum(p.numel() for p in model.parameters()) > 1e6
     if cfg.get('train_dataloader'):
-        assert cfg.train_dataloader.dataset.type in (
-            'ImageLidarPretrainDataset', 'NuScenesLidarSegDataset', 'SemanticKittiFewShotDataset')
+        for dataset in _datasets(cfg):
+            assert dataset.type in ('ImageLidarPretrainDataset', 'NuScenesLidarSegDataset',
+                                    'PandaSetSegDataset', 'SemanticKittiFewShotDataset')
+
+
+def _datasets(cfg):
+    """The training datasets of a config: those of a ConcatDataset, or the one."""
+    dataset = cfg.train_dataloader.dataset
+    return list(dataset.datasets) if dataset.type == 'ConcatDataset' else [dataset]
 
 
 @pytest.mark.parametrize('path', [p for p in CONFIGS if os.path.basename(os.path.dirname(p))
@@ -60,5 +69,8 @@ def test_pretraining_config_names_tell_the_truth(path):
     assert cfg.train_cfg.max_epochs == int(m['epochs'])
     student = cfg.model.student.type.lower()
     assert m['student'].split('-')[0].rstrip('0123456789') in student
-    assert m['dataset'] == 'nuscenes' and cfg.train_dataloader.dataset.type == \
-        'ImageLidarPretrainDataset'
+    datasets = _datasets(cfg)
+    assert all(d.type == 'ImageLidarPretrainDataset' for d in datasets)
+    # nuscenes, or nuscenes-pandaset for the two in one ConcatDataset, in that order
+    names = ['pandaset' if 'pandaset' in d.ann_file else 'nuscenes' for d in datasets]
+    assert m['dataset'] == '-'.join(names)

@@ -2,10 +2,12 @@
 from .bad_sample import BadSampleError
 from .image_lidar_pretrain_dataset import ImageLidarPretrainDataset
 from .nuscenes_lidarseg_dataset import NuScenesLidarSegDataset, few_shot_scenes
+from .pandaset_seg_dataset import PandaSetSegDataset
 from .semantickitti_few_shot_dataset import SemanticKittiFewShotDataset
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
-    'BadSampleError', 'ImageLidarPretrainDataset', 'NuScenesLidarSegDataset', 'few_shot_scenes',
+    'BadSampleError', 'ImageLidarPretrainDataset',
+    'NuScenesLidarSegDataset', 'few_shot_scenes', 'PandaSetSegDataset',
     'SemanticKittiFewShotDataset'
 ]

@@ -1,2 +1,2 @@
-"""Data and weight preparation shared by the command-line tools and the tests: info files,
-superpixels, teacher checkpoints, text embeddings."""
+"""Data and weight preparation shared by the command-line tools and the tests: info files
+(nuScenes, PandaSet), superpixels, teacher checkpoints, text embeddings."""
