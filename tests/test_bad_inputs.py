@@ -120,11 +120,13 @@ def test_negative_superpixel_ids_name_the_file_or_are_ignored(copy_root):
     outside[band] = False
     assert (got[band] == -1).all() and (got[outside] >= 0).all()
     assert out['superpixel_sizes'][0] == len(np.unique(part[outside]))
+    # the pairs on the band read no superpixel (what the model reads: the map at the pixel)
     rows = out['pairs']['cam'] == 0
-    y = out['pairs']['pixel'][rows][:, 1]
-    on_band = (y >= band.start) & (y < band.stop)
-    assert on_band.any() and (out['pairs']['superpixel'][rows][on_band] == -1).all()
-    assert (out['pairs']['superpixel'][rows][~on_band] >= 0).all()
+    px = out['pairs']['pixel'][rows]
+    on_band = (px[:, 1] >= band.start) & (px[:, 1] < band.stop)
+    under = got[px[:, 1], px[:, 0]]
+    assert on_band.any() and (under[on_band] == -1).all()
+    assert (under[~on_band] >= 0).all()
 
 
 # -- values ---------------------------------------------------------------------------------

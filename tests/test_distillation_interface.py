@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from conftest import small_pretrain_cfg, train_in_process, values
-from projects.img2lidar.models import DistillationFeatures, collate_pairs
+from projects.img2lidar.models import BatchPairs, DistillationFeatures
 from projects.img2lidar.models.losses import DistillationLoss
 
 ST = 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
@@ -73,10 +73,11 @@ def test_a_new_loss_reads_ranges_ids_and_pairs(built):
     # the terms by hand, from the model's own parts
     with torch.no_grad():
         point_feats = model.extract_point_feat(inputs, samples)
-        _, pixel_feats = model.extract_img_feat(inputs)
-    pairs = collate_pairs(inputs['points'], samples)
-    k_pair = point_feats[pairs.point]
-    q_pair = pixel_feats[pairs.image, :, pairs.pixel[:, 1], pairs.pixel[:, 0]]
+        pixel_feats = model.extract_img_feat(inputs)[1].dense()
+    pairs = BatchPairs(**inputs['pairs'])
+    id_map = pairs.id_map()
+    k_pair = point_feats[pairs.point.long()]
+    q_pair = pixel_feats[pairs.image.long(), :, pairs.pixel[:, 1].long(), pairs.pixel[:, 0].long()]
     per_sample, counts = [], {}
     for b in range(2):
         rows = slice(int(pairs.pair_offsets[b]), int(pairs.pair_offsets[b + 1]))
@@ -88,7 +89,7 @@ def test_a_new_loss_reads_ranges_ids_and_pairs(built):
             sel = sps == i
             counts[i] = int(sel.sum())
             k = k_pair[rows][sel].mean(0)
-            mask = pairs.superpixels == i
+            mask = id_map == i
             q = pixel_feats.permute(0, 2, 3, 1)[mask].mean(0)
             agree.append(1 - float(k @ q))
         per_sample.append(np.mean(agree))
@@ -119,11 +120,11 @@ def test_similarity_loss_at_either_level(built, level):
         feats = model.extract_features(inputs, samples, gather=False, levels=(level, ))
         got = head.loss(feats)['loss']
         point_feats = model.extract_point_feat(inputs, samples)
-        _, pixel_feats = model.extract_img_feat(inputs)
-    pairs = collate_pairs(inputs['points'], samples)
+        pixel_feats = model.extract_img_feat(inputs)[1].dense()
+    pairs = BatchPairs(**inputs['pairs'])
     if level == 'pair':
-        k = point_feats[pairs.point]
-        q = pixel_feats[pairs.image, :, pairs.pixel[:, 1], pairs.pixel[:, 0]]
+        k = point_feats[pairs.point.long()]
+        q = pixel_feats[pairs.image.long(), :, pairs.pixel[:, 1].long(), pairs.pixel[:, 0].long()]
         assert k.shape[0] == pairs.point.shape[0] > 1000
     else:
         k, q = feats.superpixel.k, feats.superpixel.q

@@ -17,12 +17,16 @@ from projects.img2lidar.models.superpixel_pooling import nearest_resize_labels
 
 
 def test_compact_ids_by_hand():
+    # ids in [0, 4096): used as they are (no copy), the id range is the largest id plus one
     sp = np.array([[5, 5, 9], [2, 9, 9]], dtype=np.uint16)
-    out, n = compact_superpixel_ids(sp)
-    assert n == 3 and out.tolist() == [[1, 1, 2], [0, 2, 2]]  # increasing order of the ids
+    same, n = compact_superpixel_ids(sp)
+    assert same is sp and n == 10
     compact = np.array([[0, 1], [2, 1]], dtype=np.uint8)
     same, n = compact_superpixel_ids(compact)
-    assert same is compact and n == 3  # already 0..n-1: returned as is
+    assert same is compact and n == 3
+    # larger ids: relabelled to 0..n-1 in increasing order of the ids
+    out, n = compact_superpixel_ids(sp.astype(np.int32) + 5000)
+    assert n == 3 and out.tolist() == [[1, 1, 2], [0, 2, 2]]
     huge = np.array([[2**40, 7], [2**40 + 1, 7]], dtype=np.int64)
     out, n = compact_superpixel_ids(huge)
     assert n == 3 and out.tolist() == [[1, 0], [2, 0]] and out.dtype == np.int32

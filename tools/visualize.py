@@ -73,17 +73,18 @@ def sample_and_model(args):
 def features_and_superpixels(args, sample, model):
     from mmengine.dataset import pseudo_collate
 
-    from projects.img2lidar.models import collate_pairs
+    from projects.img2lidar.models import BatchPairs
+    sp_maps = sample['inputs']['superpixels'].numpy()  # before the batch takes them
     data = model.data_preprocessor(pseudo_collate([sample]), False)
     with torch.no_grad():
         point_feats = model.extract_point_feat(data['inputs'], data['data_samples'])
-        _, pixel_feats = model.extract_img_feat(data['inputs'])
-        pairs = collate_pairs(data['inputs']['points'], data['data_samples'])
+        pixel_feats = model.extract_img_feat(data['inputs'])[1].dense()
+        pairs = BatchPairs(**data['inputs']['pairs'])
     ds = sample['data_samples']
     cams = ds.metainfo['cam_names']
     c = cams.index(args.camera) if args.camera in cams else 0
     img = sample['inputs']['img'][c].permute(1, 2, 0).numpy().copy()  # BGR
-    sp = ds.superpixels[c].numpy()
+    sp = sp_maps[c]
     rows = (pairs.image == c).numpy()
     pix = pairs.pixel.numpy()[rows]
     pts = sample['inputs']['points'].numpy()[pairs.point.numpy()[rows]]

@@ -22,8 +22,11 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
+    # the batch is made in the loader's workers: stacked images, batch-wide int32 pair indices,
+    # int16 superpixel maps (projects/img2lidar/datasets/collate_image_lidar.py)
+    collate_fn=dict(type='collate_image_lidar'),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

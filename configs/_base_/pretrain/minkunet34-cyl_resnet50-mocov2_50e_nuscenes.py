@@ -8,4 +8,6 @@ _base_ = [
     '../datasets/nuscenes_pretrain_slidr.py', '../schedules/pretrain_sgd_50e.py',
     '../default_runtime.py'
 ]
-model = _base_.teacher_model
+# the teacher features are pooled as the references' code does: the superpixel map resized to
+# the teacher's grid by nearest neighbour (superpixels that no cell reads get no feature)
+model = dict(**_base_.teacher_model, teacher_pooling='nearest')

@@ -5,7 +5,8 @@ from .gather_features import gather_bases, gather_counts, gather_rows
 from .heads import *  # noqa: F401,F403
 from .image_lidar_distiller import ImageLidarDistiller
 from .losses import *  # noqa: F401,F403
-from .point_pixel_pairs import BatchPairs, collate_pairs, pair_features
+from .pixel_features import PixelFeatures
+from .point_pixel_pairs import BatchPairs, pair_features
 from .segmentors import *  # noqa: F401,F403
 from .students import *  # noqa: F401,F403
 from .superpixel_pooling import nearest_resize_labels, superpixel_pooling
@@ -14,7 +15,7 @@ from .teachers import *  # noqa: F401,F403
 
 __all__ = [
     'ImageLidarDistiller', 'DistillationFeatures', 'PooledFeatures', 'PairFeatures',
-    'BatchPairs', 'collate_pairs', 'pair_features', 'superpixel_pooling',
+    'BatchPairs', 'PixelFeatures', 'pair_features', 'superpixel_pooling',
     'nearest_resize_labels', 'gather_rows', 'gather_counts', 'gather_bases', 'SyncBatchNorm1d',
     'convert_sync_batchnorm'
 ]

@@ -41,12 +41,16 @@ class PooledFeatures:
         k (Tensor): Mean normalised student feature of the pairs in s, shape (M, D).
         q (Tensor): Mean normalised 2D-head feature of the pixels of s, shape (M, D).
         e (Tensor | None): Mean raw teacher feature over s at the teacher's resolution (zero
-            when s vanishes at that resolution), shape (M, E); None when no loss reads it.
+            when no teacher cell is pooled into s, which only the 'nearest' pooling allows),
+            shape (M, E); None when no loss reads it.
         ids (Tensor): Batch-unique superpixel id of each row, increasing, shape (M,).
         num_pairs (Tensor): Pairs pooled into each row, shape (M,).
         sample_offsets (Tensor): Row ranges of the samples, shape (B + 1,).
-        num_ids (int): Size of the id range of the batch (sum of the superpixel counts of its
+        num_ids (int): Size of the id range of the batch (sum of the id ranges of its
             images, including superpixels without pairs).
+        num_without_e (Tensor | None): How many rows got no teacher cell (``e`` all zero;
+            only with ``teacher_pooling='nearest'``), a 0-d tensor of this process's rows;
+            None when ``e`` is not pooled.
     """
     k: Tensor
     q: Tensor
@@ -55,6 +59,7 @@ class PooledFeatures:
     num_pairs: Tensor
     sample_offsets: Tensor
     num_ids: int
+    num_without_e: Optional[Tensor] = None
 
     def sample_rows(self, b: int) -> slice:
         """The rows of sample ``b``."""
@@ -69,7 +74,7 @@ class PooledFeatures:
             e=None if self.e is None else gather_rows(self.e),
             ids=gather_rows(self.ids + id_base), num_pairs=gather_rows(self.num_pairs),
             sample_offsets=gather_rows(_global_offsets(self.sample_offsets, row_base, last)),
-            num_ids=num_ids)
+            num_ids=num_ids, num_without_e=self.num_without_e)
 
 
 @dataclass

@@ -10,9 +10,10 @@ from torch import Tensor, nn
 
 from ..engine import record_batch
 from .distillation_features import LEVELS, DistillationFeatures
-from .point_pixel_pairs import collate_pairs, pair_features
+from .pixel_features import PixelFeatures
+from .point_pixel_pairs import BatchPairs, pair_features
 from .student_checkpoint import register_student_layout
-from .superpixel_pooling import superpixel_pooling
+from .superpixel_pooling import TEACHER_POOLING, superpixel_pooling
 from .sync_batch_norm import convert_sync_batchnorm
 
 
@@ -44,6 +45,16 @@ class ImageLidarDistiller(BaseModel):
             process uses its local batch.
         sync_bn (bool): Synchronise the student's BatchNorm statistics across processes
             (:class:`SyncBatchNorm1d`, CPU and GPU). Defaults to False.
+        teacher_pooling (str): How the raw teacher features are pooled per superpixel:
+            ``'area'`` (the default; every superpixel that holds a pair gets one) or
+            ``'nearest'`` (SLidR's and ST-SLidR's code: the map resized to the teacher's grid;
+            small superpixels can get none, they are counted in the log as
+            ``num_superpixels_without_e``). See :mod:`.superpixel_pooling`.
+        teacher_chunk_size (int, optional): Images per teacher forward; the outputs are written
+            into one preallocated tensor, so the teacher's activations take the memory of one
+            chunk. None runs all images at once. Defaults to 16.
+        pooling_chunk_elements (int): Bound on the elements of one chunk of the teacher pooling
+            (see :func:`.superpixel_pooling.pool_teacher`). Defaults to 2**24.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -55,8 +66,19 @@ class ImageLidarDistiller(BaseModel):
                  data_preprocessor: OptConfigType = None,
                  gather_features: bool = False,
                  sync_bn: bool = False,
+                 teacher_pooling: str = 'area',
+                 teacher_chunk_size: Optional[int] = 16,
+                 pooling_chunk_elements: int = 1 << 24,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if teacher_pooling not in TEACHER_POOLING:
+            raise ValueError(f'teacher_pooling must be one of {TEACHER_POOLING}, got '
+                             f'{teacher_pooling!r}')
+        if teacher_chunk_size is not None and teacher_chunk_size < 1:
+            raise ValueError(f'teacher_chunk_size must be None or >= 1, got {teacher_chunk_size}')
+        self.teacher_pooling = teacher_pooling
+        self.teacher_chunk_size = teacher_chunk_size
+        self.pooling_chunk_elements = int(pooling_chunk_elements)
         self.gather_features = gather_features
         self.student = MODELS.build(student)
         if sync_bn:
@@ -80,14 +102,37 @@ class ImageLidarDistiller(BaseModel):
     # -- features ---------------------------------------------------------------------------
     def extract_point_feat(self, inputs: dict, data_samples: SampleList) -> Tensor:
         """Student features of every point of the batch, (sum N_i, D), unit norm."""
-        return self.student(inputs['voxels'], [s.point2voxel_map for s in data_samples])
+        return self.student(inputs['voxels'])
 
-    def extract_img_feat(self, inputs: dict) -> Tuple[Tensor, Tensor]:
-        """Teacher features (I, E, h, w) and 2D-head features (I, D, H, W) of all images."""
+    def run_teacher(self, imgs: Tensor) -> Tensor:
+        """The frozen teacher on all images, ``teacher_chunk_size`` images at a time.
+
+        Args:
+            imgs (Tensor): Images, (I, 3, H, W).
+
+        Returns:
+            Tensor: Teacher features, (I, E, h, w).
+        """
+        n = imgs.shape[0]
+        step = self.teacher_chunk_size or n
+        if step >= n:
+            return self.teacher(imgs)
+        first = self.teacher(imgs[:step])
+        out = first.new_empty((n, *first.shape[1:]))
+        out[:step] = first
+        del first
+        for start in range(step, n, step):
+            out[start:start + step] = self.teacher(imgs[start:start + step])
+        return out
+
+    def extract_img_feat(self, inputs: dict) -> Tuple[Tensor, PixelFeatures]:
+        """Teacher features (I, E, h, w) of all images and the 2D head's per-pixel features
+        (:class:`PixelFeatures`: read at the pixels a loss needs; ``.dense()`` gives the full
+        (I, D, H, W) map)."""
         imgs = inputs['imgs']
         imgs = imgs.flatten(0, 1) if imgs.dim() == 5 else imgs
-        teacher_feats = self.teacher(imgs)
-        return teacher_feats, self.image_head(teacher_feats, imgs.shape[-2:])
+        teacher_feats = self.run_teacher(imgs)
+        return teacher_feats, self.image_head.pixel_features(teacher_feats, imgs.shape[-2:])
 
     def extract_features(self,
                          inputs: dict,
@@ -98,8 +143,9 @@ class ImageLidarDistiller(BaseModel):
         """Run student, teacher and head and build the step's features.
 
         Args:
-            inputs (dict): ``points``, ``voxels`` and ``imgs`` from the data preprocessor.
-            data_samples (list[:obj:`Det3DDataSample`]): With ``pairs`` and maps.
+            inputs (dict): ``points``, ``voxels``, ``imgs`` and ``pairs`` (a :class:`BatchPairs`
+                dict) from the data preprocessor.
+            data_samples (list[:obj:`Det3DDataSample`]): The samples (metainfo).
             gather (bool): Gather every field across processes.
             levels (Iterable[str], optional): Levels to build; those of the losses when None.
             pool_teacher (bool, optional): Pool the raw teacher features ``e``; when a loss
@@ -122,8 +168,8 @@ class ImageLidarDistiller(BaseModel):
 
         Args:
             point_feats (Tensor): Student features of every point, (sum N_i, D).
-            inputs (dict): ``points`` and ``imgs`` from the data preprocessor.
-            data_samples (list[:obj:`Det3DDataSample`]): With ``pairs`` and maps.
+            inputs (dict): ``imgs`` and ``pairs`` from the data preprocessor.
+            data_samples (list[:obj:`Det3DDataSample`]): The samples (metainfo).
             levels (Iterable[str], optional): Levels to build; those of the losses when None.
             pool_teacher (bool, optional): Pool ``e``; when a loss reads it if None.
 
@@ -133,16 +179,18 @@ class ImageLidarDistiller(BaseModel):
         levels = self.levels if levels is None else tuple(levels)
         pool_teacher = self.pool_teacher if pool_teacher is None else pool_teacher
         teacher_feats, pixel_feats = self.extract_img_feat(inputs)
-        pairs = collate_pairs(inputs['points'], data_samples)
+        pairs = BatchPairs(**inputs['pairs'])
         return DistillationFeatures(
             superpixel=superpixel_pooling(point_feats, pixel_feats,
-                                          teacher_feats if pool_teacher else None, pairs)
+                                          teacher_feats if pool_teacher else None, pairs,
+                                          self.teacher_pooling, self.pooling_chunk_elements)
             if 'superpixel' in levels else None,
             pair=pair_features(point_feats, pixel_feats, pairs) if 'pair' in levels else None)
 
     # -- modes --------------------------------------------------------------------------------
     def loss(self, inputs: dict, data_samples: SampleList) -> Dict[str, Tensor]:
-        """Named loss terms plus logged figures (``num_superpixels``, ``pos_sim``).
+        """Named loss terms plus logged figures (``num_superpixels``, ``pos_sim`` and, with
+        ``teacher_pooling='nearest'``, ``num_superpixels_without_e``).
 
         A head's term ``'loss'`` is logged under the head's config name, any other term ``t``
         as ``<name>_<t>``.
@@ -156,8 +204,10 @@ class ImageLidarDistiller(BaseModel):
         sp = feats.superpixel
         if sp is not None:
             with torch.no_grad():
-                out['num_superpixels'] = torch.tensor(float(sp.k.shape[0]), device=sp.k.device)
+                out['num_superpixels'] = sp.k.new_full((), float(sp.k.shape[0]))
                 out['pos_sim'] = (sp.k * sp.q).sum(1).mean()
+                if sp.num_without_e is not None and self.teacher_pooling == 'nearest':
+                    out['num_superpixels_without_e'] = sp.num_without_e.float()
         return out
 
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:

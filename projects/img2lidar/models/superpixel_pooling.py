@@ -1,4 +1,26 @@
-"""Pooling point, pixel and teacher features over the superpixels that hold paired points."""
+"""Pooling point, pixel and teacher features over the superpixels that hold paired points.
+
+One call pools a whole batch (docs/methods.md section 3), with every sum and count in float32
+whatever the autocast dtype of the inputs, and no full-resolution copy of any feature map:
+
+- ``k``: the mean student feature of the pairs of each superpixel (index_add over the pairs);
+- ``q``: the mean 2D-head feature of its pixels, read block by block from the head's
+  low-resolution map (:meth:`PixelFeatures.pool`);
+- ``e``: the mean raw teacher feature over the superpixel, at the teacher's resolution, as a
+  product of a per-image (superpixel x cell) weight matrix with the teacher's map, computed for
+  a few images at a time. Two weightings (``teacher_pooling``):
+
+  - ``'area'`` (the default): each cell weighs by the number of the superpixel's pixels it
+    covers, i.e. the mean over the superpixel's pixels of the cell that holds each pixel; every
+    superpixel that holds a pair gets a teacher feature;
+  - ``'nearest'`` (SLidR's and ST-SLidR's code): the map is resized to the teacher's grid by
+    nearest neighbour and each cell counts for the one superpixel it reads; a superpixel that
+    no cell reads (small ones, at coarse strides) gets ``e = 0``, which the tolerant and
+    balanced losses drop. :attr:`PooledFeatures.num_without_e` counts them.
+
+The only host synchronisation is the ``unique`` that finds which superpixels hold a pair (the
+number of rows M).
+"""
 from typing import Optional
 
 import torch
@@ -6,20 +28,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .distillation_features import PooledFeatures
+from .losses.utils import autocast_off
+from .pixel_features import PixelFeatures
 from .point_pixel_pairs import BatchPairs
 
-
-def _scatter_mean(values: Tensor, index: Tensor, size: int) -> Tensor:
-    """Mean of the rows of ``values`` (N, C) per ``index`` (N,) into ``size`` rows; empty rows
-    are 0."""
-    sums = values.new_zeros((size, values.shape[1])).index_add(0, index, values)
-    counts = torch.bincount(index, minlength=size).clamp(min=1).to(values.dtype)
-    return sums / counts[:, None]
-
-
-def _lookup(table: Tensor, labels: Tensor) -> Tensor:
-    """``table[labels]`` where ``labels >= 0``, -1 for ignored pixels (label -1)."""
-    return torch.where(labels >= 0, table[labels.clamp(min=0)], labels.new_full((), -1))
+TEACHER_POOLING = ('area', 'nearest')
 
 
 def nearest_resize_labels(labels: Tensor, size) -> Tensor:
@@ -47,50 +60,141 @@ def nearest_resize_labels(labels: Tensor, size) -> Tensor:
     return labels.index_select(-2, rows).index_select(-1, cols)
 
 
-def superpixel_pooling(point_feats: Tensor, pixel_feats: Tensor,
-                       teacher_feats: Optional[Tensor], pairs: BatchPairs) -> PooledFeatures:
-    """Pool k_s, q_s and (optionally) e_s (docs/methods.md section 3) for a whole batch at once.
+def count(index: Tensor, size: int) -> Tensor:
+    """How often each of ``0..size-1`` occurs in ``index``, (size,) int64. ``torch.bincount``
+    would do, but on CUDA it reads the largest value back to the host; this never does."""
+    return torch.zeros(size, dtype=torch.long, device=index.device).scatter_add_(
+        0, index.reshape(-1).long(), torch.ones_like(index.reshape(-1), dtype=torch.long))
+
+
+def _mean(sums: Tensor, counts: Tensor) -> Tensor:
+    return sums / counts.clamp(min=1).to(sums.dtype)[:, None]
+
+
+def _cell_of_pixels(size, grid, device) -> Tensor:
+    """The teacher cell (flat over the grid) that holds each image pixel, shape (H, W)."""
+    big_h, big_w = size
+    h, w = grid
+    rows = torch.arange(big_h, device=device) * h // big_h
+    cols = torch.arange(big_w, device=device) * w // big_w
+    return rows[:, None] * w + cols[None, :]
+
+
+def pool_teacher(teacher_feats: Tensor, pairs: BatchPairs, row_of_id: Tensor, num_rows: int,
+                 mode: str = 'area', chunk_elements: int = 1 << 24):
+    """Sum the teacher features into the rows of their superpixels, a few images at a time.
+
+    Args:
+        teacher_feats (Tensor): The teacher's maps, (I, E, h, w).
+        pairs (BatchPairs): The batch (its per-image maps and id ranges).
+        row_of_id (Tensor): Row of every batch-unique id, ``num_rows - 1`` for ids without
+            a row, shape (num_ids + 1,) (the last entry for "no id").
+        num_rows (int): Rows of the output (M + 1: the last row collects what is dropped).
+        mode (str): ``'area'`` or ``'nearest'`` (see the module doc).
+        chunk_elements (int): Bound on the elements of one chunk's weight matrix.
+
+    Returns:
+        tuple[Tensor]: Sums (num_rows, E) and weights (num_rows,), float32.
+    """
+    if mode not in TEACHER_POOLING:
+        raise ValueError(f'teacher_pooling must be one of {TEACHER_POOLING}, got {mode!r}')
+    n_img, e_dim, h, w = teacher_feats.shape
+    dev = teacher_feats.device
+    maps = pairs.superpixels
+    width = int(pairs.max_image_ids) + 1  # local ids, plus one column for ignored pixels
+    cells = h * w
+    if mode == 'area':
+        cell = _cell_of_pixels(maps.shape[-2:], (h, w), dev).reshape(-1)
+    else:
+        cell = torch.arange(cells, device=dev)
+    sums = teacher_feats.new_zeros((num_rows, e_dim), dtype=torch.float32)
+    weights = teacher_feats.new_zeros((num_rows, ), dtype=torch.float32)
+    step = max(1, chunk_elements // (width * max(cells, e_dim)))
+    first_ids = pairs.image_id_offsets
+    for start in range(0, n_img, step):
+        end = min(start + step, n_img)
+        local = maps[start:end].long()
+        if mode == 'nearest':
+            local = nearest_resize_labels(local, (h, w))
+        local = torch.where(local >= 0, local, width - 1).reshape(end - start, -1)
+        image = torch.arange(end - start, device=dev)[:, None]
+        slot = (image * width + local) * cells + cell[None, :]
+        counts = count(slot, (end - start) * width * cells)
+        weight = counts.view(end - start, width, cells).to(torch.float32)
+        feats = teacher_feats[start:end].to(torch.float32).reshape(end - start, e_dim, cells)
+        pooled = torch.bmm(weight, feats.transpose(1, 2))  # (c, width, E)
+        # (image, local id) -> row; local ids beyond an image's range hold nothing
+        ids = first_ids[start:end, None] + torch.arange(width, device=dev)[None, :]
+        in_range = ids < first_ids[start + 1:end + 1, None]
+        rows = torch.where(in_range, row_of_id[ids.clamp(max=row_of_id.numel() - 1)],
+                           num_rows - 1).reshape(-1)
+        sums.index_add_(0, rows, pooled.reshape(-1, e_dim))
+        weights.index_add_(0, rows, weight.sum(-1).reshape(-1))
+    return sums, weights
+
+
+def superpixel_pooling(point_feats: Tensor,
+                       pixel_feats: PixelFeatures,
+                       teacher_feats: Optional[Tensor],
+                       pairs: BatchPairs,
+                       teacher_pooling: str = 'area',
+                       chunk_elements: int = 1 << 24) -> PooledFeatures:
+    """Pool k_s, q_s and (optionally) e_s for a whole batch at once (see the module doc).
 
     Args:
         point_feats (Tensor): Student features of all points of the batch, (N, D).
-        pixel_feats (Tensor): 2D-head features of all images of the batch, (I, D, H, W).
+        pixel_feats (PixelFeatures): The 2D head's features (read block by block).
         teacher_feats (Tensor, optional): Raw teacher features, (I, E, h, w); None skips
             ``e`` (no loss reads it).
-        pairs (BatchPairs): The batch's pairs and maps (batch-unique ids, -1 ignored pixels;
-            pairs on ignored pixels are not pooled).
+        pairs (BatchPairs): The batch's pairs and maps (pairs on ignored pixels are not
+            pooled).
+        teacher_pooling (str): ``'area'`` (default) or ``'nearest'``.
+        chunk_elements (int): Bound on the elements of the teacher pooling's weight matrix
+            for one chunk of images.
 
     Returns:
-        PooledFeatures: Rows for the M superpixels that contain at least one pair, in
-        increasing id order. Superpixels without pairs are dropped.
+        PooledFeatures: Rows for the M superpixels that hold at least one pair, in increasing
+        id order, float32.
     """
+    with autocast_off(point_feats.device):  # every sum and count in float32
+        return _pool(point_feats, pixel_feats, teacher_feats, pairs, teacher_pooling,
+                     chunk_elements)
+
+
+def _pool(point_feats: Tensor, pixel_feats: PixelFeatures, teacher_feats: Optional[Tensor],
+          pairs: BatchPairs, teacher_pooling: str, chunk_elements: int) -> PooledFeatures:
     if pairs.superpixels is None:
         raise ValueError('superpixel pooling needs superpixel maps: load them with '
                          'LoadMultiViewImagesAndSuperpixels(with_superpixels=True)')
-    superpixels = pairs.superpixels
-    pair_points, pair_superpixels = pairs.point, pairs.superpixel
-    paired = pair_superpixels >= 0
-    if not bool(paired.all()):
-        pair_points, pair_superpixels = pair_points[paired], pair_superpixels[paired]
-    ids, pair_row = torch.unique(pair_superpixels, return_inverse=True)
-    m = ids.shape[0]
-    k = _scatter_mean(point_feats.index_select(0, pair_points), pair_row, m)
-    # id -> row (or -1) lookup, for every pixel of the maps
-    table = torch.full((max(pairs.num_ids, 1), ), -1, dtype=torch.long,
-                       device=superpixels.device)
-    table[ids] = torch.arange(m, device=ids.device)
-    rows = _lookup(table, superpixels.reshape(-1))
-    valid = rows >= 0
-    d = pixel_feats.shape[1]
-    q = _scatter_mean(pixel_feats.permute(0, 2, 3, 1).reshape(-1, d)[valid], rows[valid], m)
-    e = None
+    dev = point_feats.device
+    none = pairs.num_ids  # the id of "no superpixel" (ignored pixels)
+    pair_ids = pairs.superpixel
+    pair_ids = torch.where(pair_ids >= 0, pair_ids, none)
+    # the rows: the ids that hold a pair, plus "none" last (always present, so that M is the
+    # output's size minus one without looking at the values)
+    ids, inverse = torch.unique(torch.cat([pair_ids, pair_ids.new_full((1, ), none)]),
+                                return_inverse=True)
+    m = ids.shape[0] - 1
+    ids, pair_row = ids[:m], inverse[:-1]
+    k_sums = point_feats.new_zeros((m + 1, point_feats.shape[1]), dtype=torch.float32)
+    k_sums = k_sums.index_add(0, pair_row,
+                              point_feats.index_select(0, pairs.point.long()).float())
+    num_pairs = count(pair_row, m + 1)
+    # every pixel's row (m for pixels of superpixels without pairs and ignored pixels)
+    row_of_id = torch.full((none + 1, ), m, dtype=torch.long, device=dev)
+    row_of_id[ids] = torch.arange(m, device=dev)
+    id_map = pairs.id_map()
+    pixel_rows = row_of_id[torch.where(id_map >= 0, id_map, none)].reshape(-1)
+    num_pixels = count(pixel_rows, m + 1)
+    q_sums = pixel_feats.pool(pixel_rows, m + 1)
+    e = num_without_e = None
     if teacher_feats is not None:
-        small = nearest_resize_labels(superpixels, teacher_feats.shape[-2:])
-        rows_t = _lookup(table, small.reshape(-1))
-        valid_t = rows_t >= 0
-        e_dim = teacher_feats.shape[1]
-        e = _scatter_mean(teacher_feats.permute(0, 2, 3, 1).reshape(-1, e_dim)[valid_t],
-                          rows_t[valid_t], m)
-    return PooledFeatures(k=k, q=q, e=e, ids=ids,
-                          num_pairs=torch.bincount(pair_row, minlength=m),
+        with torch.no_grad():
+            e_sums, e_weights = pool_teacher(teacher_feats.detach(), pairs, row_of_id, m + 1,
+                                             teacher_pooling, chunk_elements)
+        e = _mean(e_sums[:m], e_weights[:m])
+        num_without_e = (e_weights[:m] == 0).sum()
+    return PooledFeatures(k=_mean(k_sums[:m], num_pairs[:m]), q=_mean(q_sums[:m], num_pixels[:m]),
+                          e=e, ids=ids, num_pairs=num_pairs[:m],
                           sample_offsets=torch.searchsorted(ids, pairs.id_offsets),
-                          num_ids=pairs.num_ids)
+                          num_ids=pairs.num_ids, num_without_e=num_without_e)

@@ -39,9 +39,9 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
     Required keys: ``img_paths`` and, with superpixels, ``sp_paths`` (one per camera).
     Added keys: ``img`` (list of (H / s, W / s, 3) uint8, BGR as OpenCV reads), ``img_shape``
     (list of the full-resolution (H, W), the frame of every pixel coordinate),
-    ``img_decode_scale`` (s), ``superpixels`` (list of (H, W) integer maps with compact ids
-    0..n-1, see :func:`compact_superpixel_ids`; -1 marks ignored pixels) and
-    ``superpixel_sizes`` (n of each map).
+    ``img_decode_scale`` (s), ``superpixels`` (list of (H, W) integer maps with ids below
+    each map's id range, see :func:`compact_superpixel_ids`; -1 marks ignored pixels) and
+    ``superpixel_sizes`` (the id range of each map).
 
     Args:
         with_superpixels (bool): Load the maps. Defaults to True.

@@ -3,28 +3,35 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
-from mmdet3d.structures import Det3DDataSample, PointData
+from mmdet3d.structures import Det3DDataSample
 
 META_KEYS = ('sample_idx', 'token', 'info_file', 'lidar_path', 'img_paths', 'sp_paths',
              'cam_names', 'cam2img', 'lidar2cam', 'img_shape', 'img_aug', 'pcd_aug_matrix',
              'point_ids', 'superpixel_sizes')
 
 
+def map_dtype(id_range: int) -> np.dtype:
+    """The smallest signed integer type of a superpixel map with ids ``< id_range`` (and -1)."""
+    return np.int16 if id_range <= np.iinfo(np.int16).max else np.int32
+
+
 @TRANSFORMS.register_module()
 class PackImageLidarInputs(BaseTransform):
     """Pack points, images, superpixels and pairs for the distillation model.
 
-    Superpixel ids stay per image (``0..n_c-1``, -1 for ignored pixels, as
-    :class:`LoadMultiViewImagesAndSuperpixels` relabels them) in the maps and in the pairs;
-    ``superpixel_sizes`` in the metainfo holds each image's count ``n_c`` of the full
-    (uncropped) map. The model makes them unique across the batch in one place
-    (:func:`projects.img2lidar.models.point_pixel_pairs.collate_pairs`).
+    Superpixel ids stay per image (ids below the map's id range, -1 for ignored pixels, as
+    :class:`LoadMultiViewImagesAndSuperpixels` reads them) and the maps travel in the smallest
+    integer type that holds them (int16 below 32,768 ids, else int32);
+    ``superpixel_sizes`` in the metainfo holds each image's id range, fixed on the full
+    (uncropped) map. The loader's collate function
+    (:func:`projects.img2lidar.datasets.collate_image_lidar`) makes the batch, with ids unique
+    across it.
 
     Returns:
-        dict: ``inputs`` with ``points`` (N, C) float32 and ``img`` (N_cam, 3, H, W) uint8 (BGR);
-        ``data_samples``: a :obj:`Det3DDataSample` with ``pairs`` (a :obj:`PointData` with
-        ``point`` (P,), ``cam`` (P,), ``pixel`` (P, 2) as (x, y), ``superpixel`` (P,)) and
-        ``superpixels`` (N_cam, H, W) int64, plus the metainfo keys in ``META_KEYS``.
+        dict: ``inputs`` with ``points`` (N, C) float32, ``img`` (N_cam, 3, H, W) uint8 (BGR),
+        ``pairs`` (``point`` (P,), ``cam`` (P,) and ``pixel`` (P, 2) as (x, y), int32) and, with
+        maps, ``superpixels`` (N_cam, H, W) int16 or int32; ``data_samples``: a
+        :obj:`Det3DDataSample` with the metainfo keys in ``META_KEYS``.
     """
 
     def transform(self, results: dict) -> dict:
@@ -35,14 +42,17 @@ class PackImageLidarInputs(BaseTransform):
                              f'one size to be stacked, got {sorted(shapes)}; add a crop')
         img = torch.from_numpy(np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2)))
         pairs = results['pairs']
-        sample = Det3DDataSample()
-        fields = dict(point=torch.from_numpy(pairs['point']), cam=torch.from_numpy(pairs['cam']),
-                      pixel=torch.from_numpy(pairs['pixel']))
+        inputs = dict(
+            points=torch.from_numpy(np.ascontiguousarray(results['points'], dtype=np.float32)),
+            img=img,
+            pairs=dict(point=torch.from_numpy(pairs['point'].astype(np.int32)),
+                       cam=torch.from_numpy(pairs['cam'].astype(np.int32)),
+                       pixel=torch.from_numpy(
+                           np.ascontiguousarray(pairs['pixel'], dtype=np.int32))))
         if 'superpixels' in results:
-            sample.superpixels = torch.from_numpy(
-                np.stack([sp.astype(np.int64) for sp in results['superpixels']]))
-            fields['superpixel'] = torch.from_numpy(pairs['superpixel'].astype(np.int64))
-        sample.pairs = PointData(**fields)
+            dtype = map_dtype(max(results['superpixel_sizes'], default=0))
+            inputs['superpixels'] = torch.from_numpy(
+                np.stack([sp.astype(dtype, copy=False) for sp in results['superpixels']]))
+        sample = Det3DDataSample()
         sample.set_metainfo({k: results[k] for k in META_KEYS if k in results})
-        points = torch.from_numpy(np.ascontiguousarray(results['points'], dtype=np.float32))
-        return dict(inputs=dict(points=points, img=img), data_samples=sample)
+        return dict(inputs=inputs, data_samples=sample)

@@ -156,6 +156,13 @@ class PairedRandomResizedCrop(BaseTransform):
         return results
 
 
+def flip_columns(labels: np.ndarray) -> np.ndarray:
+    """A map mirrored left to right (OpenCV's flip where it takes the type, else numpy's)."""
+    if labels.dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32):
+        return cv2.flip(labels, 1)
+    return np.ascontiguousarray(labels[:, ::-1])
+
+
 @TRANSFORMS.register_module()
 class PairedRandomFlip(BaseTransform):
     """Flip each image horizontally with probability ``prob``, with its pairs and map.
@@ -177,9 +184,9 @@ class PairedRandomFlip(BaseTransform):
             if np.random.rand() >= self.prob:
                 continue
             w = results['img_shape'][c][1]
-            results['img'][c] = np.ascontiguousarray(img[:, ::-1])
+            results['img'][c] = cv2.flip(img, 1)
             if 'superpixels' in results:
-                results['superpixels'][c] = np.ascontiguousarray(results['superpixels'][c][:, ::-1])
+                results['superpixels'][c] = flip_columns(results['superpixels'][c])
             rows = pairs['cam'] == c
             pairs['pixel'][rows, 0] = w - 1 - pairs['pixel'][rows, 0]
             augs[c]['flip'] = True

@@ -1,5 +1,5 @@
 """Point-pixel pairs: which lidar point lands on which pixel of which camera."""
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -16,33 +16,48 @@ def to_homogeneous(mat) -> np.ndarray:
     return out
 
 
-def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float = 1.0):
-    """Project lidar points into one image.
+def project_to_cameras(xyz: np.ndarray, cam2imgs, lidar2cams, img_hws,
+                       min_depth: float = 1.0):
+    """Project lidar points into several images at once.
 
     Args:
         xyz (np.ndarray): Points in the lidar frame, (N, 3).
-        cam2img: Intrinsics, 3x3 or 4x4.
-        lidar2cam: Lidar to camera, 4x4 (nuScenes infos fold ego motion in).
-        img_hw (tuple[int, int]): Image height and width.
+        cam2imgs: Intrinsics of each camera, 3x3 or 4x4.
+        lidar2cams: Lidar to each camera, 4x4 (nuScenes infos fold ego motion in).
+        img_hws: Each image's height and width.
         min_depth (float): Keep points deeper than this (metres). Defaults to 1.0.
 
     Returns:
-        tuple[np.ndarray]: Indices of the kept points (K,) and their integer pixels (K, 2) as
-        (x, y) = (floor(u), floor(v)), for ``depth > min_depth`` and ``0 <= u < W``,
-        ``0 <= v < H``.
+        tuple[np.ndarray]: For every kept (camera, point): the camera (K,), the point's index
+        (K,) and its integer pixel (K, 2) as (x, y) = (floor(u), floor(v)), for
+        ``depth > min_depth``, ``0 <= u < W`` and ``0 <= v < H``; ordered by camera, then point.
     """
-    proj = to_homogeneous(cam2img) @ to_homogeneous(lidar2cam)
-    pts = np.concatenate([xyz.astype(np.float64), np.ones((len(xyz), 1))], axis=1)
-    cam = pts @ proj.T
-    depth = cam[:, 2]
-    front = depth > min_depth
+    proj = np.stack([to_homogeneous(k) @ to_homogeneous(e)
+                     for k, e in zip(cam2imgs, lidar2cams)])[:, :3]  # (C, 3, 4)
+    if len(proj) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 2), dtype=np.int64)
+    # one (N, 3) x (3, 3C) product for every camera at once, viewed as (C, N, 3)
+    cam = (xyz.astype(np.float64) @ proj[:, :, :3].reshape(-1, 3).T +
+           proj[:, :, 3].reshape(-1)).reshape(len(xyz), -1, 3).transpose(1, 0, 2)
+    depth = cam[..., 2]
     with np.errstate(divide='ignore', invalid='ignore'):
-        u = cam[:, 0] / depth
-        v = cam[:, 1] / depth
-    h, w = img_hw
-    keep = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    idx = np.flatnonzero(keep)
-    pixels = np.stack([np.floor(u[idx]), np.floor(v[idx])], axis=1).astype(np.int64)
+        u = cam[..., 0] / depth
+        v = cam[..., 1] / depth
+    hw = np.asarray(img_hws, dtype=np.float64).reshape(-1, 2)
+    keep = (depth > min_depth) & (u >= 0) & (u < hw[:, 1:2]) & (v >= 0) & (v < hw[:, 0:1])
+    cams, idx = np.nonzero(keep)
+    pixels = np.stack([np.floor(u[cams, idx]), np.floor(v[cams, idx])], axis=1)
+    return cams.astype(np.int64), idx.astype(np.int64), pixels.astype(np.int64)
+
+
+def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float = 1.0):
+    """Project lidar points into one image (see :func:`project_to_cameras`).
+
+    Returns:
+        tuple[np.ndarray]: Indices of the kept points (K,) and their integer pixels (K, 2).
+    """
+    _, idx, pixels = project_to_cameras(xyz, [cam2img], [lidar2cam], [img_hw], min_depth)
     return idx, pixels
 
 
@@ -50,15 +65,17 @@ def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float
 class PointPixelPairing(BaseTransform):
     """Pair every point with every camera pixel it projects onto.
 
-    Required keys: ``points``, ``cam2img``, ``lidar2cam``, ``img_shape`` and optionally
-    ``superpixels``. Added key ``pairs``: a dict of aligned arrays, one row per pair (a point
-    seen by two cameras gives two pairs):
+    Required keys: ``points``, ``cam2img``, ``lidar2cam`` and ``img_shape``. Added key
+    ``pairs``: a dict of aligned arrays, one row per pair (a point seen by two cameras gives
+    two pairs):
 
     - ``point`` (P,) int64: index of the point in ``points``;
     - ``cam`` (P,) int64: index of the camera;
-    - ``pixel`` (P, 2) int64: pixel (x, y) in that image;
-    - ``superpixel`` (P,) int64: the id under that pixel in the image's map (when loaded).
-      It travels with the pair through every later transform.
+    - ``pixel`` (P, 2) int64: pixel (x, y) in that image.
+
+    Later transforms move the pixel with the image; the superpixel of a pair is read from the
+    final map at the final pixel by the model (as SLidR does), so that a superpixel that holds a
+    pair always keeps at least that pixel.
 
     Args:
         min_depth (float): Minimum depth in metres. Defaults to 1.0.
@@ -87,22 +104,9 @@ class PointPixelPairing(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         self.check_calibration(results)
-        xyz = results['points'][:, :3]
-        point, cam, pixel, superpixel = [], [], [], []
-        sps: List[np.ndarray] = results.get('superpixels')
-        for c, (k, e, hw) in enumerate(
-                zip(results['cam2img'], results['lidar2cam'], results['img_shape'])):
-            idx, px = project_points(xyz, k, e, hw, self.min_depth)
-            point.append(idx)
-            cam.append(np.full(len(idx), c, dtype=np.int64))
-            pixel.append(px)
-            if sps is not None:
-                superpixel.append(sps[c][px[:, 1], px[:, 0]])
-        pairs: Dict[str, np.ndarray] = dict(
-            point=np.concatenate(point).astype(np.int64),
-            cam=np.concatenate(cam),
-            pixel=np.concatenate(pixel).reshape(-1, 2))
-        if sps is not None:
-            pairs['superpixel'] = np.concatenate(superpixel).astype(np.int64)
+        cam, point, pixel = project_to_cameras(results['points'][:, :3], results['cam2img'],
+                                               results['lidar2cam'], results['img_shape'],
+                                               self.min_depth)
+        pairs: Dict[str, np.ndarray] = dict(point=point, cam=cam, pixel=pixel)
         results['pairs'] = pairs
         return results

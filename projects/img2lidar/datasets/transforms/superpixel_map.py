@@ -1,15 +1,20 @@
-"""Superpixel maps: reading one from disk and relabelling its ids to 0..n-1.
+"""Superpixel maps: reading one from disk and bringing its ids into a small range.
 
 A superpixel map is any integer image whose equal values form one region. Segmenters write
 very different ids: SLIC starts at 0 and is compact, SAM-style mask generators write instance
 or hashed ids up to 2**40 and leave unassigned pixels. The pretraining pipeline therefore
-relabels every map at load to compact ids ``0..n-1`` in increasing order of the original ids
-(:func:`compact_superpixel_ids`), so that
+reads every map at load into ids below a small per-image id range
+(:func:`compact_superpixel_ids`):
 
-- any integer labelling of the same partition gives the same regions, the same pooled features
-  and the same loss (up to the order of the rows, which no loss depends on);
-- per-image id ranges are the number of regions, however large the stored ids are;
-- ids never exceed what an int32 or a float can hold exactly.
+- a map whose ids are all in ``[0, 4096)`` (SLIC's, the project's own maps) is used as it is,
+  after one pass for its smallest and one for its largest id; its id range is the largest id
+  plus one, and an id that no pixel carries simply pools nothing;
+- any other map is relabelled to ``0..n-1`` in increasing order of its ids;
+
+so that any integer labelling of the same partition gives the same regions, the same pooled
+features and the same loss (up to the order of the rows, which no loss depends on), per-image
+id ranges stay small however large the stored ids are, and ids never exceed what an int16 or a
+float can hold exactly.
 
 Negative ids are an error that names the file, unless the caller asks for them to be read as
 "ignore" pixels (``-1`` in the compact map: they belong to no superpixel and pair with
@@ -21,6 +26,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+#: maps whose ids all lie in [0, AS_IS_LIMIT) are used as they are
+AS_IS_LIMIT = 1 << 12
 #: below this many distinct possible ids a lookup table is faster than sorting
 _LUT_LIMIT = 1 << 20
 
@@ -57,7 +64,7 @@ def read_superpixels(path: str) -> np.ndarray:
 
 def compact_superpixel_ids(sp: np.ndarray, path: str = '<array>',
                            negative: str = 'error') -> Tuple[np.ndarray, int]:
-    """Relabel a superpixel map to ids ``0..n-1`` in increasing order of the original ids.
+    """Bring a superpixel map's ids into a small range (see the module doc).
 
     Args:
         sp (np.ndarray): Integer map, shape (H, W), any integer dtype.
@@ -66,8 +73,10 @@ def compact_superpixel_ids(sp: np.ndarray, path: str = '<array>',
             negative id become ``-1`` and belong to no superpixel.
 
     Returns:
-        tuple: the compact map, shape (H, W) (the input itself when it is already compact and
-        non-negative, else int32), and the number of superpixels n.
+        tuple: the map, shape (H, W), and its id range n (every id is below n). A map whose
+        ids all lie in ``[0, AS_IS_LIMIT)`` is returned as it is, with n its largest id plus
+        one; any other is relabelled to ``0..n-1`` in increasing order of its ids (int32;
+        negative ids -1 with ``negative='ignore'``), n being the number of its distinct ids.
 
     Raises:
         ValueError: On negative ids with ``negative='error'``, naming ``path`` and the count.
@@ -82,6 +91,8 @@ def compact_superpixel_ids(sp: np.ndarray, path: str = '<array>',
         raise ValueError(f'{path}: {count} pixels have a negative superpixel id (smallest '
                          f'{lo}); superpixel ids must be >= 0 (or set the loader\'s '
                          "negative_superpixels='ignore' to read them as unassigned pixels)")
+    if lo >= 0 and hi < AS_IS_LIMIT:  # the common case: nothing to do
+        return sp, hi + 1
     valid = None if lo >= 0 else sp >= 0
     if lo >= 0 and hi < _LUT_LIMIT:
         # non-negative and small: one bincount and a lookup table, no sort
@@ -90,8 +101,6 @@ def compact_superpixel_ids(sp: np.ndarray, path: str = '<array>',
             flat = flat.astype(np.int64)
         present = np.bincount(flat, minlength=hi + 1) > 0
         n = int(present.sum())
-        if n == hi + 1:  # already 0..n-1 (SLIC): nothing to do
-            return sp, n
         lut = (np.cumsum(present) - 1).astype(np.int32)
         return lut[sp], n
     ids = sp[valid] if valid is not None else sp.ravel()

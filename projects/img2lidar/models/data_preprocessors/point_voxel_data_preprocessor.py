@@ -10,21 +10,68 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
-def unique_voxels(coors: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Unique voxels of one cloud, sorted lexicographically.
+#: bits of the flat voxel key per axis (the batch index takes the rest)
+_AXIS_BITS = 17
+
+
+def unique_voxels(coors: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Unique voxels of a whole batch, sorted by (cloud, cell) lexicographically.
+
+    One ``unique`` over a flat int64 key of (cloud, x, y, z), so that the batch costs one
+    sort whatever its size; coordinates must lie in ``[0, 2**17)`` (checked on the device,
+    without a host synchronisation).
 
     Args:
-        coors (Tensor): Integer voxel coordinates of the points, shape (N, 3).
+        coors (Tensor): Integer cell of every point, non-negative, shape (N, 3).
+        batch (Tensor): Cloud index of every point, shape (N,).
 
     Returns:
-        tuple[Tensor]: The unique coordinates (M, 3), the point-to-voxel map (N,) int64 and,
-        for each voxel, the index of its first point in the cloud (M,) int64.
+        tuple[Tensor]: The unique (cloud, x, y, z) (M, 4) int64, the point-to-voxel map
+        (N,) int64 (an index into the batch's voxels) and, for each voxel, the index of its
+        first point in the batch (M,) int64.
     """
-    voxel_coors, point2voxel = torch.unique(coors, dim=0, sorted=True, return_inverse=True)
+    limit = 1 << _AXIS_BITS
+    torch._assert_async((coors.max() < limit) if coors.numel() else coors.new_ones((), dtype=torch.bool),
+                        f'a voxel coordinate is {limit} or more cells from the cloud\'s '
+                        'smallest one: points far outside the expected range')
+    key = batch.long()
+    for axis in range(3):
+        key = (key << _AXIS_BITS) | coors[:, axis].long()
+    uniq, point2voxel = torch.unique(key, sorted=True, return_inverse=True)
+    mask = limit - 1
+    voxel = torch.stack([uniq >> (3 * _AXIS_BITS)] + [
+        (uniq >> (_AXIS_BITS * (2 - axis))) & mask for axis in range(3)], dim=1)
     n = coors.shape[0]
-    first = torch.full((voxel_coors.shape[0], ), n, dtype=torch.long, device=coors.device)
+    first = torch.full((uniq.shape[0], ), n, dtype=torch.long, device=coors.device)
     first = first.scatter_reduce(0, point2voxel, torch.arange(n, device=coors.device), 'amin')
-    return voxel_coors, point2voxel, first
+    return voxel, point2voxel, first
+
+
+def host_to_device(values: List[int], device) -> Tensor:
+    """A small int64 tensor of host values on ``device``, copied without blocking the host
+    (through pinned memory on CUDA)."""
+    t = torch.tensor(values, dtype=torch.long)
+    if torch.device(device).type == 'cuda':
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def batch_of_points(points: List[Tensor]) -> Tuple[Tensor, Tensor, List[int]]:
+    """The clouds concatenated, the cloud index of every point and the clouds' sizes (host
+    ints, from the shapes: no synchronisation)."""
+    sizes = [int(p.shape[0]) for p in points]
+    cat = torch.cat(points)
+    batch = torch.repeat_interleave(torch.arange(len(points), device=cat.device),
+                                    host_to_device(sizes, cat.device),
+                                    output_size=cat.shape[0])
+    return cat, batch, sizes
+
+
+def shift_to_zero(coors: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
+    """Shift each cloud's cells so that its smallest cell on every axis is 0."""
+    low = coors.new_full((num_clouds, coors.shape[1]), torch.iinfo(coors.dtype).max)
+    low = low.scatter_reduce(0, batch[:, None].expand_as(coors), coors, 'amin')
+    return coors - low[batch]
 
 
 @MODELS.register_module()
@@ -33,9 +80,13 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
 
     mmdet3d's ``voxel_type='minkunet'`` calls ``.cuda()``, and its ``'cylindrical'`` one needs
     point labels in training. This subclass re-implements both with torch ops on the points'
-    device, and always stores ``data_sample.point2voxel_map`` (N_points,) so that per-voxel
-    features can be read back per point. Every other voxel type and the image path are
-    mmdet3d's.
+    device, for the whole batch at once (one ``unique`` over (cloud, cell) keys, no loop over
+    the clouds), and returns ``voxels['point2voxel']`` (sum N_i,), the batch index of every
+    point's voxel, so that per-voxel features are read back per point with one gather. Each
+    sample also gets ``point2voxel_map`` (N_i,), an index into its own voxels, as mmdet3d's
+    segmentors read it. Every other voxel type and the image path are mmdet3d's. For
+    pretraining batches it also moves the batch's point-pixel pairs to the device
+    (``inputs['pairs']``, see :func:`projects.img2lidar.datasets.collate_image_lidar`).
 
     Voxel types:
 
@@ -64,8 +115,24 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
     """
 
     def __init__(self, feature_columns: Optional[Sequence[int]] = None, **kwargs) -> None:
+        kwargs.setdefault('non_blocking', True)  # pinned batches copy while the host goes on
         super().__init__(**kwargs)
         self.feature_columns = None if feature_columns is None else list(feature_columns)
+        self._training = False
+
+    def simple_process(self, data: dict, training: bool = False) -> dict:
+        """mmdet3d's processing (images to float RGB, voxelization), on a batch made by
+        :func:`collate_image_lidar` (or finished here when it was ``pseudo_collate``-d), with
+        the batch's pairs (``inputs['pairs']``) moved to the device alongside."""
+        from ...datasets.collate_image_lidar import batch_image_lidar, is_per_sample
+        if is_per_sample(data['inputs']) and 'pairs' in data['inputs']:
+            data = batch_image_lidar(data)
+        pairs = data['inputs'].pop('pairs', None)
+        self._training = training
+        out = super().simple_process(data, training)
+        if pairs is not None:
+            out['inputs']['pairs'] = self.cast_data(pairs)
+        return out
 
     def voxelize(self, points: List[Tensor], data_samples: SampleList) -> Dict[str, Tensor]:
         """Voxelize a batch of clouds.
@@ -95,60 +162,81 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
         cyl = torch.stack((rho, phi, xyz[:, 2]), dim=1)
         return torch.floor(cyl / cyl.new_tensor(voxel_size)).long()
 
+    def _set_point_maps(self, data_samples: SampleList, point2voxel: Tensor, batch: Tensor,
+                        voxel_batch: Tensor, sizes: List[int]) -> Tensor:
+        """Give every sample its ``point2voxel_map`` (an index into its own voxels, as mmdet3d's
+        segmentors read it) and return the voxels of each cloud, (B,)."""
+        num_voxels = torch.zeros(len(sizes), dtype=torch.long, device=voxel_batch.device)
+        num_voxels.scatter_add_(0, voxel_batch, torch.ones_like(voxel_batch))
+        first_voxel = torch.cumsum(num_voxels, 0) - num_voxels
+        local = point2voxel - first_voxel[batch]
+        for sample, part in zip(data_samples, torch.split(local, sizes)):
+            sample.point2voxel_map = part
+        return num_voxels
+
     def _voxelize_sparse(self, points: List[Tensor],
                          data_samples: SampleList) -> Dict[str, Tensor]:
         if self.max_voxels is not None:
             raise ValueError('PointVoxelDataPreprocessor keeps every voxel so that each point '
                              'has a feature; set max_voxels=None')
-        voxels, coors, num_voxels = [], [], []
-        for i, (res, data_sample) in enumerate(zip(points, data_samples)):
-            res_coors = self._sparse_coors(res[:, :3])
-            res_coors -= res_coors.min(0)[0]
-            voxel_coors, point2voxel, first = unique_voxels(res_coors)
-            pad = (1, 0) if self.batch_first else (0, 1)
-            voxel_coors = F.pad(voxel_coors, pad, mode='constant', value=i).int()
-            data_sample.point2voxel_map = point2voxel
-            data_sample.batch_idx = voxel_coors[:, 0 if self.batch_first else -1]
-            gt = data_sample.get('gt_pts_seg', None)
-            if gt is not None and 'pts_semantic_mask' in gt:
-                gt.voxel_semantic_mask = gt.pts_semantic_mask[first]
-            feats = res[first]
-            voxels.append(feats if self.feature_columns is None else
-                          feats[:, self.feature_columns])
-            coors.append(voxel_coors)
-            num_voxels.append(voxel_coors.shape[0])
+        cat, batch, sizes = batch_of_points(points)
+        coors = shift_to_zero(self._sparse_coors(cat[:, :3]), batch, len(points))
+        voxel, point2voxel, first = unique_voxels(coors, batch)
+        voxel_batch = voxel[:, 0]
+        num_voxels = self._set_point_maps(data_samples, point2voxel, batch, voxel_batch, sizes)
+        coors_out = voxel if self.batch_first else torch.cat([voxel[:, 1:], voxel[:, :1]], 1)
+        self._set_segmentor_fields(data_samples, first, voxel_batch, num_voxels)
+        feats = cat[first]
         return dict(
-            voxels=torch.cat(voxels),
-            coors=torch.cat(coors),
-            num_voxels=torch.tensor(num_voxels, device=points[0].device))
+            voxels=feats if self.feature_columns is None else feats[:, self.feature_columns],
+            coors=coors_out.int(),
+            num_voxels=num_voxels,
+            point2voxel=point2voxel)
+
+    def _set_segmentor_fields(self, data_samples: SampleList, first: Tensor,
+                              voxel_batch: Tensor, num_voxels: Tensor) -> None:
+        """What mmdet3d's MinkUNet segmentor reads per sample: ``batch_idx`` (the cloud of
+        each voxel, for its ``predict``) and, with point labels, ``gt_pts_seg.
+        voxel_semantic_mask`` (the first point's label of every voxel). They cost one
+        synchronisation (the per-cloud voxel counts), so a training batch without labels (a
+        pretraining step) skips them."""
+        gts = [s.get('gt_pts_seg', None) for s in data_samples]
+        labelled = bool(gts) and all(g is not None and 'pts_semantic_mask' in g for g in gts)
+        if self._training and not labelled:
+            return
+        counts = num_voxels.tolist()
+        for sample, part in zip(data_samples, torch.split(voxel_batch, counts)):
+            sample.batch_idx = part
+        if labelled:
+            labels = torch.cat([g.pts_semantic_mask for g in gts])[first]
+            for gt, part in zip(gts, torch.split(labels, counts)):
+                gt.voxel_semantic_mask = part
 
     def _voxelize_cylindrical(self, points: List[Tensor],
                               data_samples: SampleList) -> Dict[str, Tensor]:
         pcr = self.voxel_layer.point_cloud_range
-        voxels, coors, num_voxels = [], [], []
-        for i, (res, data_sample) in enumerate(zip(points, data_samples)):
-            rho = torch.sqrt(res[:, 0]**2 + res[:, 1]**2)
-            phi = torch.atan2(res[:, 1], res[:, 0])
-            polar = torch.stack((rho, phi, res[:, 2]), dim=-1)
-            min_bound = polar.new_tensor(pcr[:3])
-            max_bound = polar.new_tensor(pcr[3:])
-            clamped = torch.clamp(polar, min_bound, max_bound)
-            res_coors = torch.floor(
-                (clamped - min_bound) / polar.new_tensor(self.voxel_layer.voxel_size)).long()
-            voxel_coors, point2voxel, _ = unique_voxels(res_coors)
-            data_sample.point2voxel_map = point2voxel
-            gt = data_sample.get('gt_pts_seg', None)
-            if gt is not None and 'pts_semantic_mask' in gt:
-                labels = gt.pts_semantic_mask.long()
-                votes = torch.zeros(voxel_coors.shape[0], int(labels.max()) + 1,
-                                    device=labels.device)
-                votes.index_put_((point2voxel, labels), torch.ones_like(labels, dtype=votes.dtype),
-                                 accumulate=True)
-                gt.voxel_semantic_mask = votes.argmax(dim=-1)
-            voxels.append(torch.cat((polar, res[:, :2], res[:, 3:]), dim=-1))
-            coors.append(F.pad(res_coors, (1, 0), mode='constant', value=i).int())
-            num_voxels.append(voxel_coors.shape[0])
+        cat, batch, sizes = batch_of_points(points)
+        rho = torch.sqrt(cat[:, 0]**2 + cat[:, 1]**2)
+        phi = torch.atan2(cat[:, 1], cat[:, 0])
+        polar = torch.stack((rho, phi, cat[:, 2]), dim=-1)
+        min_bound = polar.new_tensor(pcr[:3])
+        max_bound = polar.new_tensor(pcr[3:])
+        clamped = torch.clamp(polar, min_bound, max_bound)
+        res_coors = torch.floor(
+            (clamped - min_bound) / polar.new_tensor(self.voxel_layer.voxel_size)).long()
+        voxel, point2voxel, _ = unique_voxels(res_coors, batch)
+        num_voxels = self._set_point_maps(data_samples, point2voxel, batch, voxel[:, 0], sizes)
+        gts = [s.get('gt_pts_seg', None) for s in data_samples]
+        if gts and all(g is not None and 'pts_semantic_mask' in g for g in gts):
+            labels = torch.cat([g.pts_semantic_mask for g in gts]).long()
+            votes = torch.zeros(voxel.shape[0], int(labels.max()) + 1, device=labels.device)
+            votes.index_put_((point2voxel, labels), torch.ones_like(labels, dtype=votes.dtype),
+                             accumulate=True)
+            majority = votes.argmax(dim=-1)
+            for gt, part in zip(gts, torch.split(majority, num_voxels.tolist())):
+                gt.voxel_semantic_mask = part
         return dict(
-            voxels=torch.cat(voxels),
-            coors=torch.cat(coors),
-            num_voxels=torch.tensor(num_voxels, device=points[0].device))
+            voxels=torch.cat((polar, cat[:, :2], cat[:, 3:]), dim=-1),
+            coors=torch.cat([batch[:, None], res_coors], 1).int(),
+            num_voxels=num_voxels,
+            point2voxel=point2voxel)

@@ -4,7 +4,8 @@ from typing import Optional
 from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn import functional as F
+
+from ..pixel_features import PixelFeatures
 
 
 @MODELS.register_module()
@@ -26,21 +27,44 @@ class ImageProjectionHead(BaseModule):
         scale_factor (int, optional): Upsample by this factor; None: to the input size.
             Defaults to None.
         align_corners (bool): ``F.interpolate``'s ``align_corners``. Defaults to False.
+        chunk_elements (int): Elements per block when the pixels of whole images are pooled
+            from :meth:`pixel_features` (memory of the pooling). Defaults to 2**24.
     """
 
     def __init__(self, in_channels: int = 2048, out_channels: int = 64, project: bool = True,
                  scale_factor: Optional[int] = None, align_corners: bool = False,
-                 init_cfg=None) -> None:
+                 chunk_elements: int = 1 << 24, init_cfg=None) -> None:
         super().__init__(init_cfg)
         self.scale_factor = scale_factor
         self.align_corners = bool(align_corners)
+        self.chunk_elements = int(chunk_elements)
         if not project and in_channels != out_channels:
             raise ValueError(f'project=False keeps the teacher space: out_channels '
                              f'({out_channels}) must equal in_channels ({in_channels})')
         self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=1) if project else None
 
+    def low_res(self, feats: Tensor) -> Tensor:
+        """The features before upsampling: the 1x1 projection (or the teacher's own).
+
+        Args:
+            feats (Tensor): Teacher features, shape (N, E, h, w).
+
+        Returns:
+            Tensor: Shape (N, D, h, w).
+        """
+        return self.proj(feats) if self.proj is not None else feats
+
+    def _check_size(self, low: Tensor, size) -> None:
+        if self.scale_factor is not None:
+            out = tuple(s * self.scale_factor for s in low.shape[-2:])
+            if out != tuple(size):
+                raise ValueError(f'upsampling {low.shape[-2]}x{low.shape[-1]} features by '
+                                 f'{self.scale_factor} gives {out[0]}x{out[1]}, not the input '
+                                 f'size {size[0]}x{size[1]}')
+
     def forward(self, feats: Tensor, size) -> Tensor:
-        """Per-pixel features.
+        """Per-pixel features as one full-resolution map (pictures, tests; the training step
+        reads them through :meth:`pixel_features` instead).
 
         Args:
             feats (Tensor): Teacher features, shape (N, E, h, w).
@@ -49,16 +73,19 @@ class ImageProjectionHead(BaseModule):
         Returns:
             Tensor: Unit-norm features, shape (N, D, H, W).
         """
-        x = self.proj(feats) if self.proj is not None else feats
-        if self.scale_factor is None:
-            x = F.interpolate(x, size=tuple(size), mode='bilinear',
-                              align_corners=self.align_corners)
-        else:
-            out = tuple(s * self.scale_factor for s in x.shape[-2:])
-            if out != tuple(size):
-                raise ValueError(f'upsampling {x.shape[-2]}x{x.shape[-1]} features by '
-                                 f'{self.scale_factor} gives {out[0]}x{out[1]}, not the input '
-                                 f'size {size[0]}x{size[1]}')
-            x = F.interpolate(x, scale_factor=self.scale_factor, mode='bilinear',
-                              align_corners=self.align_corners)
-        return F.normalize(x, dim=1)
+        return self.pixel_features(feats, size).dense()
+
+    def pixel_features(self, feats: Tensor, size) -> PixelFeatures:
+        """The same per-pixel features, computed only at the pixels asked for.
+
+        Args:
+            feats (Tensor): Teacher features, shape (N, E, h, w).
+            size (tuple[int, int]): Input image size (H, W).
+
+        Returns:
+            PixelFeatures: Its :meth:`~PixelFeatures.at` equals :meth:`forward` at any pixel.
+        """
+        low = self.low_res(feats)
+        self._check_size(low, size)
+        return PixelFeatures(low, size, self.scale_factor, self.align_corners,
+                             self.chunk_elements)

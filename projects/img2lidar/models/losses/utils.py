@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, ContextManager, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmdet3d.registry import MODELS
@@ -160,9 +161,11 @@ def row_quantile(x: Tensor, q: float) -> Tensor:
         Tensor: Shape (C,).
     """
     n = x.shape[1]
-    rank = torch.tensor(q, dtype=x.dtype) * (n - 1)
-    below = int(rank.floor())
-    above = int(rank.ceil())
+    # the rank in x's precision, as torch.quantile computes it, on the host (no device sync)
+    host = np.float64 if x.dtype == torch.float64 else np.float32
+    rank = host(q) * host(n - 1)
+    below = int(np.floor(rank))
+    above = int(np.ceil(rank))
     frac = float(rank - below)
     if above + 1 <= n - below:  # ascending: column j is the j-th smallest
         values = x.topk(above + 1, dim=1, largest=False, sorted=True).values

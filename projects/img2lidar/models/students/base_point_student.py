@@ -1,5 +1,5 @@
 """What every 3D student shares: voxel features read back per point, projected, normalised."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -31,18 +31,25 @@ class BasePointStudent(BaseModule):
         """Per-voxel features of the batch, (M_total, feat_channels)."""
         raise NotImplementedError
 
-    def forward(self, voxel_dict: dict, point2voxel_maps: Sequence[Tensor]) -> Tensor:
+    def forward(self, voxel_dict: dict,
+                point2voxel_maps: Optional[Sequence[Tensor]] = None) -> Tensor:
         """Per-point features.
 
         Args:
-            voxel_dict (dict): ``voxels``, ``coors`` and ``num_voxels`` (B,) from
+            voxel_dict (dict): ``voxels``, ``coors``, ``num_voxels`` (B,) and ``point2voxel``
+                (sum N_i,), the batch index of every point's voxel, from
                 :class:`PointVoxelDataPreprocessor`.
-            point2voxel_maps (Sequence[Tensor]): Per cloud, (N_i,) voxel index of each point.
+            point2voxel_maps (Sequence[Tensor], optional): Per cloud, (N_i,) voxel index of
+                each point within its cloud; only read when ``voxel_dict`` has no
+                ``point2voxel``.
 
         Returns:
             Tensor: Point features, shape (sum N_i, out_channels), unit norm if ``normalize``.
         """
         voxel_feats = self.extract_feat(voxel_dict)
-        feats = self.projection(voxel_to_point(voxel_feats, point2voxel_maps,
-                                               voxel_dict['num_voxels']))
+        if 'point2voxel' in voxel_dict:
+            point_feats = voxel_feats.index_select(0, voxel_dict['point2voxel'])
+        else:
+            point_feats = voxel_to_point(voxel_feats, point2voxel_maps, voxel_dict['num_voxels'])
+        feats = self.projection(point_feats)
         return F.normalize(feats, dim=1) if self.normalize else feats
