@@ -358,6 +358,30 @@ def test_ppkt_hand_value_and_sampling():
     assert PPKTLoss().num_pairs == 4096
 
 
+def test_ppkt_draw_depends_on_seed_and_iteration_only():
+    """The draw of an iteration is a function of (seed, iteration): the global RNG's state
+    (which can differ between the processes of a distributed run) does not move it."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    before = hub.get_info('iter')
+    try:
+        loss = PPKTLoss(num_pairs=50, seed=5)
+        draws = {}
+        for it in (3, 4):
+            hub.update_info('iter', it)
+            torch.manual_seed(it)  # whatever state the global RNG is in
+            first = loss.sample_pairs(1000).tolist()
+            torch.rand(123)
+            assert loss.sample_pairs(1000).tolist() == first
+            draws[it] = first
+        assert draws[3] != draws[4]
+        hub.update_info('iter', 3)
+        assert PPKTLoss(num_pairs=50, seed=5).sample_pairs(1000).tolist() == draws[3]
+        assert PPKTLoss(num_pairs=50, seed=6).sample_pairs(1000).tolist() != draws[3]
+    finally:
+        hub.update_info('iter', before)
+
+
 def test_similarity_hand_value():
     expected = mean([1 - cos(K5[i], Q5[i]) for i in range(5)])
     assert SimilarityLoss()(t(K5), t(Q5)).item() == pytest.approx(expected, rel=1e-5)

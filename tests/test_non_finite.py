@@ -129,3 +129,31 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     assert skipped0 == skipped1 == 1
     assert torch.equal(w0, w1)  # the replicas took the same steps
     assert torch.equal(w0[1], w0[0]) and not torch.equal(w0[2], w0[1])  # step 2 skipped
+
+
+def _tensors_in(obj, path='message_hub'):
+    """Paths of every tensor held anywhere in ``obj``."""
+    if isinstance(obj, torch.Tensor):
+        return [path]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _tensors_in(v, f'{path}.{k}')]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in _tensors_in(v, f'{path}[{i}]')]
+    if hasattr(obj, '__dict__'):
+        return _tensors_in(vars(obj), path)
+    return []
+
+
+def test_checkpoints_hold_no_tensor_of_the_step_in_their_message_hub(tmp_path, nuscenes_root):
+    """The batch record that names a refused step's files lives for one step: the loss terms
+    it keeps (detached) are not resumed, so no checkpoint pickles them."""
+    from mmengine.runner import Runner
+    cfg = small_pretrain_cfg(ST, nuscenes_root, tmp_path, iters=1)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    record = runner.message_hub.get_info('img2lidar_batch')
+    assert record['files'] and all(not t.requires_grad for t in record['terms'].values())
+    ckpt = torch.load(tmp_path / 'iter_1.pth', map_location='cpu', weights_only=False)
+    hub = ckpt['message_hub']
+    assert 'img2lidar_batch' not in hub['runtime_info']
+    assert not _tensors_in(hub)

@@ -1,6 +1,6 @@
 """Optimizer wrappers that never take a step on a non-finite loss or gradient."""
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet3d.registry import OPTIM_WRAPPERS
@@ -18,12 +18,21 @@ SKIPPED_KEY = 'train/num_non_finite_skipped'
 def record_batch(files: List[str], terms: Optional[Dict[str, Tensor]] = None) -> None:
     """Record the current batch's files and loss terms for error messages (no device sync).
 
+    The terms are kept detached (no autograd graph is held past the step) and the record is
+    not resumed: it lives for one step and never goes into a checkpoint.
+
     Args:
         files (list[str]): The batch's input files (e.g. the lidar sweeps).
         terms (dict[str, Tensor], optional): The named loss terms of the batch.
     """
-    MessageHub.get_current_instance().update_info(BATCH_INFO_KEY,
-                                                  dict(files=list(files), terms=terms or {}))
+    terms = {k: v.detach() for k, v in (terms or {}).items()}
+    MessageHub.get_current_instance().update_info(
+        BATCH_INFO_KEY, dict(files=[str(f) for f in files], terms=terms), resumed=False)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _describe_batch() -> str:
@@ -39,7 +48,10 @@ class FiniteCheckMixin:
     """Checks the loss and the gradients before ``step``.
 
     A non-finite loss is still back-propagated: under DDP every rank must join the step's
-    gradient all-reduce, and the NaN gradients it spreads make every rank refuse the same step.
+    gradient all-reduce. Whether any rank's loss was non-finite is then decided with one small
+    all-reduce, so that every rank raises, or skips, the same step together (with a loss scaler
+    the other ranks would otherwise skip the step on their own and wait in the next all-reduce
+    for a rank that raised).
 
     A non-finite value either raises :class:`FloatingPointError` naming the batch's files
     (``on_non_finite='error'``, the default) or skips the step (``'skip'``): the gradients are
@@ -61,37 +73,49 @@ class FiniteCheckMixin:
     def update_params(self, loss: Tensor, step_kwargs: Optional[dict] = None,
                       zero_kwargs: Optional[dict] = None) -> None:
         """``backward`` and, when due, ``step`` and ``zero_grad``, unless something is not
-        finite (see the class doc)."""
+        finite (see the class doc). One host read per step decides (plus, in a distributed run,
+        one small all-reduce before it)."""
         step_kwargs = step_kwargs or {}
         zero_kwargs = zero_kwargs or {}
-        loss_is_finite = bool(torch.isfinite(loss.detach()).all())
+        bad_here = ~torch.isfinite(loss.detach()).all()
         # backward even on a non-finite loss: under DDP every rank must join the gradient
-        # all-reduce of this step, or the ranks' collectives fall out of step; the NaN it
-        # spreads makes every rank refuse the step below, so the replicas stay equal
-        if loss_is_finite or loss.requires_grad:
+        # all-reduce of this step, or the ranks' collectives fall out of step
+        if loss.requires_grad or not bool(bad_here):
             self.backward(self.scale_loss(loss))
-        if not loss_is_finite:
-            return self._refuse(f'non-finite loss ({loss.detach().float().mean().item()})',
-                                zero_kwargs)
-        if not self.should_update():
+        stepping = self.should_update()
+        bad_ranks, bad_grads = self._decide(bad_here, stepping and self.check_gradients)
+        if bad_ranks:
+            value = loss.detach().float().mean().item()
+            where = f' on rank(s) {bad_ranks}, {value} on this one' if _distributed() else \
+                f' ({value})'
+            return self._refuse(f'non-finite loss{where}', zero_kwargs)
+        if not stepping:
             return None
-        if self.check_gradients:
-            bad = self._non_finite_gradients()
-            if bad:
-                return self._refuse(f'non-finite gradients in {bad} parameter tensors',
-                                    zero_kwargs)
+        if bad_grads:
+            return self._refuse(f'non-finite gradients in {bad_grads} parameter tensors',
+                                zero_kwargs)
         self.step(**step_kwargs)
         self.zero_grad(**zero_kwargs)
         return None
 
-    def _non_finite_gradients(self) -> int:
-        """Number of parameter tensors whose gradient holds a NaN or an infinity."""
-        grads = [p.grad for group in self.optimizer.param_groups for p in group['params']
-                 if p.grad is not None]
-        if not grads:
-            return 0
-        flags = torch.stack([torch.isfinite(g).all() for g in grads])  # one sync for all
-        return int((~flags).sum())
+    def _decide(self, bad_loss: Tensor, check_gradients: bool) -> Tuple[List[int], int]:
+        """The ranks whose loss is not finite and the number of parameter tensors whose
+        gradient is not finite, the same on every rank: one vector, all-reduced in a distributed
+        run, read once."""
+        import torch.distributed as dist
+        world = dist.get_world_size() if _distributed() else 1
+        rank = dist.get_rank() if world > 1 else 0
+        flags = torch.zeros(world + 1, dtype=torch.int32, device=bad_loss.device)
+        flags[rank] = bad_loss.to(torch.int32)
+        if check_gradients:
+            grads = [p.grad for group in self.optimizer.param_groups for p in group['params']
+                     if p.grad is not None]
+            if grads:
+                flags[world] = torch.stack([~torch.isfinite(g).all() for g in grads]).sum()
+        if world > 1:
+            dist.all_reduce(flags)  # gradient counts are summed over the ranks
+        values = flags.tolist()
+        return [r for r in range(world) if values[r]], values[world]
 
     def _refuse(self, what: str, zero_kwargs: dict) -> None:
         hub = MessageHub.get_current_instance()

@@ -45,16 +45,47 @@ def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict]
     return cfg
 
 
-def enable_amp(cfg) -> None:
-    """Automatic mixed precision with a dynamic loss scale (``--amp``)."""
+def amp_settings(bf16_supported: bool) -> dict:
+    """The optimizer wrapper's mixed-precision settings (``--amp``), per part of the step:
+
+    - autocast dtype: bfloat16 where the device supports it (no overflow: the teacher, the
+      2D head's convolution and the student's dense layers keep float32's range), else float16;
+    - a dynamic loss scale in both cases: spconv casts the inputs of its sparse convolutions to
+      float16 under any CUDA autocast (``custom_fwd(cast_inputs=torch.float16)``), so the
+      student runs in float16 even in a bfloat16 run, and its gradients need the scaler;
+    - pixel features, superpixel pooling (every sum and count) and the losses run in float32
+      whatever the autocast (see the README's mixed-precision table).
+
+    Args:
+        bf16_supported (bool): Whether the training device supports bfloat16.
+
+    Returns:
+        dict: ``dtype`` and ``loss_scale`` of an ``AmpOptimWrapper``.
+    """
+    return dict(dtype='bfloat16' if bf16_supported else 'float16', loss_scale='dynamic')
+
+
+def enable_amp(cfg, bf16_supported: Optional[bool] = None) -> None:
+    """Automatic mixed precision (``--amp``): see :func:`amp_settings`.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        bf16_supported (bool, optional): Whether the device supports bfloat16; asked of
+            torch's CUDA device when None.
+    """
+    import torch
     from mmengine.logging import print_log
     kind = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if kind in AMP_WRAPPERS.values():
         print_log('AMP is already enabled in the config', logger='current',
                   level=logging.WARNING)
         return
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     cfg.optim_wrapper.type = AMP_WRAPPERS.get(kind, 'AmpOptimWrapper')
-    cfg.optim_wrapper.loss_scale = 'dynamic'
+    cfg.optim_wrapper.update(amp_settings(bf16_supported))
+    print_log(f"--amp: autocast to {cfg.optim_wrapper.dtype} with a dynamic loss scale (the "
+              'sparse convolutions run in float16)', logger='current')
 
 
 def use_cpu_backend(cfg) -> None:

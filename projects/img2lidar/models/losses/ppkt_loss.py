@@ -10,10 +10,13 @@ other drawn pairs::
 It is a pair sampler in front of the InfoNCE core of :mod:`.infonce_core`.
 
 Random draw: when there are more than ``num_pairs`` pairs, ``num_pairs`` of them are sampled
-uniformly **without replacement** with ``torch.randperm``. The generator is, in order of
-priority: the ``generator`` argument of :meth:`PPKTLoss.forward`, the loss's own CPU generator
-when it was built with ``seed``, else torch's global CPU RNG (so ``torch.manual_seed`` makes runs
-repeatable). The permutation is drawn on the CPU and moved to the features' device.
+uniformly **without replacement** with ``torch.randperm``, from a CPU generator seeded by
+``(seed, iteration)`` (the training iteration from mmengine's message hub; 0 outside a
+runner), unless the ``generator`` argument of :meth:`PPKTLoss.forward` gives one. The draw of an
+iteration therefore depends on nothing else: every process of a distributed run draws the same
+pairs of the gathered batch (``gather_features=True``) whatever else consumed random numbers on
+it, and a resumed run draws what the uninterrupted run drew. The permutation is drawn on the CPU
+and moved to the features' device.
 """
 from __future__ import annotations
 
@@ -41,8 +44,7 @@ class PPKTLoss(DistillationLoss):
         loss_weight (float): Multiplier of the returned loss. Defaults to 1.0.
         chunk_size (int, optional): Anchors per row chunk; None or <= 0 for one chunk.
             Defaults to 4096.
-        seed (int, optional): Seed of a private CPU generator for the draw; None uses the
-            global RNG. Defaults to None.
+        seed (int): Seed of the draw, combined with the iteration. Defaults to 0.
         level (str, optional): Feature level; only ``'pair'``.
     """
 
@@ -53,7 +55,7 @@ class PPKTLoss(DistillationLoss):
                  tau: float = 0.07,
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = 4096,
-                 seed: Optional[int] = None,
+                 seed: int = 0,
                  level: Optional[str] = None) -> None:
         super().__init__(loss_weight=loss_weight, level=level)
         if num_pairs < 1:
@@ -63,9 +65,7 @@ class PPKTLoss(DistillationLoss):
         self.num_pairs = int(num_pairs)
         self.tau = float(tau)
         self.chunk_size = chunk_size
-        self.generator: Optional[torch.Generator] = None
-        if seed is not None:
-            self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
 
     def forward(self,
                 k: Tensor,
@@ -79,7 +79,7 @@ class PPKTLoss(DistillationLoss):
             q (Tensor): 2D-head feature of each pair's pixel, shape (P, D).
             e (Tensor, optional): Ignored (common interface of the loss heads).
             generator (torch.Generator, optional): CPU generator for the draw; overrides the
-                loss's own one.
+                one seeded by ``(seed, iteration)``.
 
         Returns:
             Tensor: Scalar float32 loss, times ``loss_weight``.
@@ -102,8 +102,8 @@ class PPKTLoss(DistillationLoss):
 
         Args:
             num_available (int): Number of pairs P.
-            generator (torch.Generator, optional): CPU generator; defaults to the loss's own
-                one, else the global RNG.
+            generator (torch.Generator, optional): CPU generator; defaults to
+                :meth:`iteration_generator`.
 
         Returns:
             Tensor | None: ``num_pairs`` distinct indices (CPU, int64), or None if
@@ -111,9 +111,15 @@ class PPKTLoss(DistillationLoss):
         """
         if num_available <= self.num_pairs:
             return None
-        gen = generator if generator is not None else self.generator
+        gen = generator if generator is not None else self.iteration_generator()
         return torch.randperm(num_available, generator=gen)[:self.num_pairs]
+
+    def iteration_generator(self) -> torch.Generator:
+        """A CPU generator seeded by ``(seed, iteration)``: the same on every process."""
+        from mmengine.logging import MessageHub
+        iteration = MessageHub.get_current_instance().get_info('iter', 0) or 0
+        return torch.Generator().manual_seed(self.seed + 1_000_003 * int(iteration))
 
     def extra_repr(self) -> str:
         return (f'num_pairs={self.num_pairs}, tau={self.tau}, loss_weight={self.loss_weight}, '
-                f'chunk_size={self.chunk_size}')
+                f'chunk_size={self.chunk_size}, seed={self.seed}')
