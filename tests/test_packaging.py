@@ -1,5 +1,5 @@
-"""The installed package: a namespace under ``projects`` that other plugins can share, no code
-reaching into ``tools/``, and the spconv build the set-up picks for a machine."""
+"""The installed package: a namespace under ``projects`` that other plugins can share, and no code
+reaching into ``tools/``. (What the set-up installs on a machine: ``tests/test_setup_plan.py``.)"""
 import ast
 import os
 import subprocess
@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from projects.img2lidar.spconv_build import CPU_BUILD, choose_spconv, other_builds
 
 
 def test_another_plugin_shares_the_projects_namespace(tmp_path):
@@ -45,29 +44,25 @@ def test_nothing_imports_the_tools_folder(folder):
     assert offenders == []
 
 
-@pytest.mark.parametrize('python,cuda,expected', [
-    ((3, 11), False, CPU_BUILD),
-    ((3, 12), False, CPU_BUILD),
-    ((3, 10), True, 'spconv-cu120==2.3.6'),  # the design's pin where it has a wheel
-    ((3, 11), True, 'spconv-cu120==2.3.6'),
-    ((3, 12), True, 'spconv-cu126==2.3.8'),  # cu120 2.3.6 has no cp312 wheel
-    ((3, 13), True, 'spconv-cu126==2.3.8'),
-])
-def test_spconv_build_for_the_machine(python, cuda, expected):
-    assert choose_spconv(python, cuda) == expected
-    assert expected.split('==')[0] not in other_builds(expected)
-    assert len(other_builds(expected)) == 2  # every other build is uninstalled first
+#: a reference to something outside the repository: the shared folder beside a checkout, or
+#: its docs and data
+OUTSIDE = __import__('re').compile(r"\.\./shared|shared/(docs|data)|['\"]shared['\"]")
 
 
-def test_spconv_build_without_a_wheel_is_an_error():
-    with pytest.raises(ValueError, match='Python 3.14'):
-        choose_spconv((3, 14), True)
-
-
-def test_spconv_build_runs_without_the_package():
-    """tools/setup_env.sh calls the file before anything is installed."""
-    path = REPO_ROOT / 'projects' / 'img2lidar' / 'spconv_build.py'
-    res = subprocess.run([sys.executable, '-S', '-I', str(path), '--cuda', '1', '--python',
-                          '3.12'], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == 'spconv-cu126==2.3.8'
+def test_no_tracked_file_refers_outside_the_repository():
+    """A user's clone has nothing beside it: no code, config, tool or README line may name the
+    shared folder (except through ``IMG2LIDAR_SHARED_DATA``, where the optional PandaSet sample
+    is looked for)."""
+    files = subprocess.run(['git', 'ls-files', 'projects', 'tools', 'configs', 'README.md',
+                            'setup.py', 'docs'], cwd=REPO_ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert len(files) > 100
+    offenders = []
+    for name in files:
+        path = REPO_ROOT / name
+        if path.suffix in ('.png', '.jpg', '.bin', '.pkl') or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if OUTSIDE.search(line) and 'IMG2LIDAR_SHARED_DATA' not in line:
+                offenders.append(f'{name}:{number}: {line.strip()}')
+    assert not offenders, '\n'.join(offenders)

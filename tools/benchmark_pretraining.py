@@ -1,31 +1,55 @@
 #!/usr/bin/env python
-"""Pretraining throughput: samples per second and peak memory of one training step, by stage.
+"""Pretraining throughput: the real training step of a config, samples per second, peak memory
+and the time of each part of the step.
 
-    python tools/benchmark_pretraining.py --device cuda --batch-sizes 8 16 --amp bf16 \
-        --out docs/gpu_benchmark.md                 # the GPU benchmark (ST-SLidR + CB, MinkUNet-34)
-    python tools/benchmark_pretraining.py --device cpu --batch-sizes 1 --small --iters 2
+    python tools/benchmark_pretraining.py --device cuda --batch-sizes 8 16 --amp \
+        --out docs/gpu_benchmark.md
+    python tools/benchmark_pretraining.py --device cpu --small --batch-sizes 1 --iters 2
 
-Steps of a pretraining config (default: ST-SLidR + CB, MinkUNet-34 student, ResNet-50 teacher
-with random weights) run by hand on real-size 224x416 crops of the real nuScenes sample
-(``../shared/data/nuscenes_sample``; SLIC superpixels are made for it in a temporary folder), so
-that every stage can be timed on its own:
+The model, its optimizer wrapper and the training dataloader are built from the config through
+mmengine (default: ST-SLidR + class-agnostic balancing, MinkUNet-34 student, ResNet-50 teacher
+with random weights), on 224x416 crops of the real nuScenes sample (``tests/data/nuscenes_sample``;
+SLIC superpixels are made for it in a temporary folder, and an infinite sampler draws every batch
+from it). Each step is the model's own ``model.train_step(data, optim_wrapper)``; ``--amp``
+switches the optimizer wrapper as ``tools/train.py --amp`` does.
 
-- ``data``: the pretraining pipeline for the batch, in this one process (a run's dataloader
-  workers do this in parallel with the model);
-- ``voxelize``: the data preprocessor (images to the device, voxelization);
-- ``student``: the 3D network's forward;
-- ``teacher``: the frozen teacher's and the 2D head's forward;
-- ``pooling``: point-pixel pairs and superpixel pooling;
-- ``loss``: the loss's forward and backward (on the pooled features);
-- ``backward``: the backward through pooling, the 2D head and the student;
-- ``step``: the optimizer step.
+Two passes per batch size, after ``--warmup`` steps:
 
-CUDA stages are timed with events after a synchronisation; peak memory is
-``torch.cuda.max_memory_allocated`` over the step. ``samples/s`` is the batch size over the
-model step (everything but ``data``). ``--out`` writes the table with the device, driver and
-package versions.
+- throughput: ``--iters`` plain steps, synchronised only at their end. ``samples/s`` is the
+  batch size over the median step; ``end to end`` adds the wait for the dataloader (its workers
+  prepare batches while the model runs, as in a run). Peak memory is taken over these steps:
+  ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak resident set size
+  (``VmHWM`` of ``/proc/self/status``, reset through ``/proc/self/clear_refs`` before each batch
+  size; the dataloader's worker processes are not included).
+- parts: ``--iters`` steps with timers around the parts of ``train_step``, each timer wrapping,
+  on the built objects, a method that the step itself calls (nothing of the step is
+  re-implemented; every timer synchronises on CUDA, and the time of a part excludes the parts
+  nested in it):
+
+  ==================  =========================================================================
+  part                timed method
+  ==================  =========================================================================
+  data                ``next()`` on the dataloader (waiting for its workers)
+  data_preprocessor   ``model.data_preprocessor.forward``: batch to the device, voxelization
+  student             ``model.extract_point_feat``: the 3D student
+  teacher             the frozen teacher's own methods (``model.teacher.forward``, ...)
+  head                the 2D head's own methods (``model.image_head.forward``,
+                      ``.pixel_features``, ...)
+  loss                every loss head's own methods (``model.losses[name].loss``, ``.forward``)
+  pooling             the rest of ``model.loss``: point-pixel pairs, superpixel pooling, pair
+                      features and the model's own glue
+  backward            ``optim_wrapper.backward``
+  step                ``optim_wrapper.step`` and ``.zero_grad``
+  other               the rest of ``train_step`` (loss parsing, the finite checks, ...)
+  ==================  =========================================================================
+
+``--out`` writes the tables as markdown with the device, driver and package versions;
+``--trace DIR`` also writes a torch.profiler trace of one step (the parts appear as
+``record_function`` ranges).
 """
 import argparse
+import contextlib
+import inspect
 import os
 import os.path as osp
 import platform
@@ -34,12 +58,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-sys.path.insert(0, REPO_ROOT)
-STAGES = ('data', 'voxelize', 'student', 'teacher', 'pooling', 'loss', 'backward', 'step')
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+PARTS = ('data', 'data_preprocessor', 'student', 'teacher', 'head', 'pooling', 'loss',
+         'backward', 'step', 'other')
 DEFAULT_CONFIG = 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
+SAMPLE_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'nuscenes_sample')
+#: --small: a MinkUNet of width 16 with one block per stage and a ResNet-18 of width 16
+SMALL_STUDENT = dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
+                     encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
+                     decoder_blocks=[1, 1, 1, 1])
+SMALL_TEACHER = dict(depth=18, base_channels=16, stem_channels=16)
+SMALL_TEACHER_CHANNELS = 128
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,197 +80,380 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[8, 16])
-    parser.add_argument('--iters', type=int, default=5, help='timed steps per batch size')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
-    parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='bf16')
+    parser.add_argument('--iters', type=int, default=5, help='measured steps per pass')
+    parser.add_argument('--warmup', type=int, default=2, help='unmeasured steps first')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision, as tools/train.py --amp')
     parser.add_argument('--crop', type=int, nargs=2, default=[224, 416])
+    parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
+                        help='dataloader workers (0: load in this process)')
     parser.add_argument('--small', action='store_true',
                         help='small student and teacher (CPU smoke runs of this script)')
-    parser.add_argument('--sample-dir', default=osp.join(REPO_ROOT, '..', 'shared', 'data',
-                                                         'nuscenes_sample'))
-    parser.add_argument('--out', help='write the markdown table here (e.g. docs/gpu_benchmark.md)')
+    parser.add_argument('--sample-dir', default=SAMPLE_DIR)
+    parser.add_argument('--out', help='write the markdown here (e.g. docs/gpu_benchmark.md)')
+    parser.add_argument('--trace', help='write a torch.profiler trace of one step into DIR')
     return parser.parse_args(argv)
 
 
-def versions() -> Dict[str, str]:
+# ---------------------------------------------------------------------------------------------
+# timing the parts of a step
+# ---------------------------------------------------------------------------------------------
+class PartTimer:
+    """Exclusive wall time per part: a part entered inside another pauses the outer one.
+
+    On CUDA every boundary synchronises, so a part's time includes its GPU work.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        import torch
+        self.sync = torch.cuda.synchronize if cuda else (lambda: None)
+        self.times: Dict[str, float] = {}
+        self.stack: List[list] = []  # [part, start, depth]
+        self.enabled = False
+
+    def reset(self) -> None:
+        self.times, self.stack = {}, []
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        """Time the body as ``name`` (re-entering the running part only counts depth)."""
+        if not self.enabled:
+            yield
+            return
+        if self.stack and self.stack[-1][0] == name:
+            self.stack[-1][2] += 1
+            try:
+                yield
+            finally:
+                self.stack[-1][2] -= 1
+            return
+        import torch
+        self.sync()
+        now = time.perf_counter()
+        if self.stack:
+            outer = self.stack[-1]
+            self.times[outer[0]] = self.times.get(outer[0], 0.0) + now - outer[1]
+        self.stack.append([name, now, 0])
+        try:
+            with torch.profiler.record_function(f'step/{name}'):
+                yield
+        finally:
+            self.sync()
+            now = time.perf_counter()
+            part, start, _ = self.stack.pop()
+            self.times[part] = self.times.get(part, 0.0) + now - start
+            if self.stack:
+                self.stack[-1][1] = now
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        """``fn`` timed as part ``name``."""
+
+        def timed(*args, **kwargs):
+            with self.part(name):
+                return fn(*args, **kwargs)
+
+        timed.__wrapped__ = fn
+        return timed
+
+
+def own_methods(obj) -> List[str]:
+    """Public methods that the project's classes in ``type(obj)``'s MRO define, and
+    ``forward``: what a caller of this part can reach."""
+    names = {'forward'} if callable(getattr(obj, 'forward', None)) else set()
+    skip = {'train', 'eval', 'init_weights', 'extra_repr'}
+    for cls in type(obj).__mro__:
+        if not cls.__module__.startswith('projects.'):
+            continue
+        for name, attr in vars(cls).items():
+            if inspect.isfunction(attr) and not name.startswith('_') and name not in skip:
+                names.add(name)
+    return sorted(names)
+
+
+def instrument(model, optim_wrapper, timer: PartTimer) -> Callable[[], None]:
+    """Wrap the methods that ``train_step`` reaches with timers; returns the undo function.
+
+    Depends on these names: ``model.data_preprocessor``, ``model.extract_point_feat``,
+    ``model.teacher``, ``model.image_head``, ``model.losses`` (name -> loss head),
+    ``model.loss`` and ``model.train_step`` (mmengine's BaseModel), and the optimizer
+    wrapper's ``backward``, ``step`` and ``zero_grad``.
+    """
+    wrapped = []
+
+    def wrap(obj, method: str, part: str) -> None:
+        setattr(obj, method, timer.wrap(part, getattr(obj, method)))
+        wrapped.append((obj, method))
+
+    wrap(model, 'train_step', 'other')
+    wrap(model, 'loss', 'pooling')
+    wrap(model.data_preprocessor, 'forward', 'data_preprocessor')
+    wrap(model, 'extract_point_feat', 'student')
+    for part, modules in (('teacher', [model.teacher]), ('head', [model.image_head]),
+                          ('loss', list(model.losses.values()))):
+        for module in modules:
+            for method in own_methods(module):
+                wrap(module, method, part)
+    for method in ('backward', 'step', 'zero_grad'):
+        wrap(optim_wrapper, method, 'backward' if method == 'backward' else 'step')
+
+    def undo() -> None:
+        for obj, method in reversed(wrapped):
+            delattr(obj, method)  # the instance attribute; the class's method shows again
+
+    return undo
+
+
+# ---------------------------------------------------------------------------------------------
+# building the config's model, optimizer wrapper and dataloader
+# ---------------------------------------------------------------------------------------------
+def make_sample_root(sample_dir: str, tmp: str) -> str:
+    """A data root with the sample (links) and SLIC superpixels made for it; the info file."""
+    from projects.img2lidar.preparation.superpixels import create_superpixels
+    ann = next(f for f in sorted(os.listdir(sample_dir)) if f.endswith('.pkl'))
+    for f in os.listdir(sample_dir):
+        os.symlink(osp.join(sample_dir, f), osp.join(tmp, f))
+    create_superpixels(osp.join(tmp, ann), tmp, osp.join(tmp, 'superpixels'), img_prefix='',
+                       workers=1, progress=False, downscale=4)
+    return osp.join(tmp, ann)
+
+
+def load_config(args, root: str, ann_file: str):
+    """The config with the sample as its data, random teacher weights and --small/--amp."""
+    from mmengine.config import Config
+
+    from projects.img2lidar.engine.launch import enable_amp
+    cfg = Config.fromfile(osp.join(REPO_ROOT, args.config))
+    cfg.model.teacher.checkpoint = None  # random teacher weights: the cost is the same
+    if args.small:
+        cfg.model.student.backbone.update(SMALL_STUDENT)
+        cfg.model.teacher.backbone.update(SMALL_TEACHER)
+        cfg.model.image_head.in_channels = SMALL_TEACHER_CHANNELS
+    if args.amp:
+        enable_amp(cfg)
+    loader = cfg.train_dataloader
+    loader.dataset.data_root, loader.dataset.ann_file = root, ann_file
+    # replaces the camera folders: the sample's files sit side by side
+    loader.dataset.data_prefix = dict(pts='', img='', sp='superpixels')
+    for t in loader.dataset.pipeline:
+        if t['type'] == 'PairedRandomResizedCrop':
+            t['size'] = tuple(args.crop)
+    loader.update(num_workers=args.workers, persistent_workers=args.workers > 0,
+                  sampler=dict(type='InfiniteSampler', shuffle=True))
+    return cfg
+
+
+def build_model(cfg, device):
+    """The model (on ``device``, train mode) and its optimizer wrapper, built by mmengine."""
+    import torch
+    from mmdet3d.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model = model.to(device).train()
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def build_loader(cfg, batch_size: int):
+    from mmengine.runner import Runner
+    return Runner.build_dataloader(dict(cfg.train_dataloader, batch_size=batch_size), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------------------------
+class PeakMemory:
+    """Peak memory of a stretch of steps: CUDA allocations, or the CPU process's resident set."""
+
+    def __init__(self, device) -> None:
+        self.cuda = device.type == 'cuda'
+        self.method = ('torch.cuda.max_memory_allocated' if self.cuda else
+                       'peak resident set size of this process (VmHWM, reset via '
+                       '/proc/self/clear_refs)')
+
+    def reset(self) -> None:
+        import torch
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+        except OSError:
+            self.method = ('peak resident set size of this process since its start '
+                           '(ru_maxrss; /proc/self/clear_refs was not writable)')
+
+    def read_gib(self) -> float:
+        import torch
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
+        try:
+            with open('/proc/self/status') as f:
+                kib = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+        except (OSError, StopIteration):
+            import resource
+            kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kib / 2**20
+
+
+def finite(x: float) -> bool:
+    return x == x and abs(x) < float('inf')
+
+
+def run_steps(model, optim_wrapper, batches, n: int, sync: Callable, timer=None) -> List[dict]:
+    """``n`` training steps on batches from ``batches``; per step: data wait, step time, loss
+    (and the part times when ``timer`` is given)."""
+    import torch
+    rows = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        if timer is not None:
+            timer.reset()
+            with timer.part('data'):
+                data = next(batches)
+        else:
+            data = next(batches)
+        t1 = time.perf_counter()
+        log_vars = model.train_step(data, optim_wrapper)
+        sync()
+        t2 = time.perf_counter()
+        loss = float(torch.as_tensor(log_vars['loss']).detach())
+        rows.append(dict(data=t1 - t0, step=t2 - t1, loss=loss,
+                         parts=dict(timer.times) if timer is not None else None))
+    return rows
+
+
+def benchmark_batch_size(args, cfg, model, optim_wrapper, device, batch_size: int) -> dict:
+    """Both passes for one batch size."""
+    import torch
+    cuda = device.type == 'cuda'
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    batches = iter(build_loader(cfg, batch_size))
+    memory = PeakMemory(device)
+    run_steps(model, optim_wrapper, batches, args.warmup, sync)
+    memory.reset()
+    plain = run_steps(model, optim_wrapper, batches, args.iters, sync)
+    peak = memory.read_gib()
+    timer = PartTimer(cuda)
+    undo = instrument(model, optim_wrapper, timer)
+    timer.enabled = True
+    try:
+        timed = run_steps(model, optim_wrapper, batches, args.iters, sync, timer)
+        if args.trace:
+            os.makedirs(args.trace, exist_ok=True)
+            acts = [torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+            with torch.profiler.profile(activities=acts) as prof:
+                run_steps(model, optim_wrapper, batches, 1, sync, timer)
+            prof.export_chrome_trace(osp.join(args.trace, f'step_batch{batch_size}.json'))
+    finally:
+        undo()
+    step = statistics.median(r['step'] for r in plain)
+    data = statistics.median(r['data'] for r in plain)
+    parts = {p: statistics.median(r['parts'].get(p, 0.0) for r in timed) for p in PARTS}
+    losses = [r['loss'] for r in plain + timed]
+    return dict(batch=batch_size, step=step, data_wait=data, rate=batch_size / step,
+                rate_e2e=batch_size / (step + data), peak_gib=peak, memory=memory.method,
+                parts=parts, parts_total=sum(parts.values()) - parts['data'],
+                losses=losses, finite=all(map(finite, losses)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+def versions(device) -> Dict[str, str]:
+    """Device, driver and package versions."""
     import importlib.metadata as md
 
     import torch
     out = {'python': platform.python_version(), 'torch': torch.__version__}
     for name in ('mmcv', 'mmengine', 'mmdet', 'mmdet3d', 'spconv', 'spconv-cu120',
-                 'spconv-cu126', 'numpy'):
+                 'spconv-cu126', 'cumm-cu126', 'numpy'):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
-    if torch.cuda.is_available():
-        out['cuda runtime'] = torch.version.cuda
+    try:
+        from mmcv.utils import ext_loader
+        ext = ext_loader.load_ext('_ext', ['get_compiling_cuda_version'])
+        cuda_ops = ext.get_compiling_cuda_version()
+        out['mmcv ops'] = 'CPU only' if cuda_ops == 'not available' else f'CUDA {cuda_ops}'
+    except (ImportError, AssertionError):
+        pass
+    if device.type == 'cuda':
+        out['device'] = torch.cuda.get_device_name(device)
+        out['CUDA runtime (torch)'] = str(torch.version.cuda)
+        out['cuDNN'] = str(torch.backends.cudnn.version())
         try:
             out['driver'] = subprocess.run(
                 ['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
-                capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
+                capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
             out['driver'] = 'unknown'
+    else:
+        out['device'] = (f'CPU ({platform.processor() or platform.machine()}, '
+                         f'{torch.get_num_threads()} threads)')
     return out
 
 
-class Timer:
-    """Wall time of a stage; on CUDA, synchronised before and after."""
-
-    def __init__(self, device) -> None:
-        import torch
-        self.torch = torch
-        self.cuda = device.type == 'cuda'
-        self.times: Dict[str, float] = {}
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Stage:
-
-            def __enter__(self):
-                if timer.cuda:
-                    timer.torch.cuda.synchronize()
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                if timer.cuda:
-                    timer.torch.cuda.synchronize()
-                timer.times[name] = timer.times.get(name, 0.0) + time.perf_counter() - self.t0
-
-        return _Stage()
-
-
-def build(args, tmp: str):
-    """The model, optimizer and dataset of the benchmarked config."""
-    import torch
-    from mmdet3d.registry import DATASETS, MODELS
-    from mmengine.config import Config
-
-    from projects.img2lidar.preparation.superpixels import create_superpixels
-    ann = next(f for f in os.listdir(args.sample_dir) if f.endswith('.pkl'))
-    for f in os.listdir(args.sample_dir):
-        os.symlink(osp.join(args.sample_dir, f), osp.join(tmp, f))
-    create_superpixels(osp.join(tmp, ann), tmp, osp.join(tmp, 'superpixels'), img_prefix='',
-                       workers=1, progress=False, downscale=4)
-    cfg = Config.fromfile(osp.join(REPO_ROOT, args.config))
-    cfg.model.teacher.checkpoint = None  # random teacher weights: the cost is the same
-    if args.small:
-        cfg.model.student.backbone.update(
-            base_channels=16, encoder_channels=[16, 32, 64, 128], encoder_blocks=[1, 1, 1, 1],
-            decoder_channels=[128, 64, 48, 48], decoder_blocks=[1, 1, 1, 1])
-        cfg.model.teacher.backbone.update(depth=18, base_channels=16, stem_channels=16)
-        cfg.model.image_head.in_channels = 128
-    ds_cfg = cfg.train_dataloader.dataset
-    ds_cfg.data_root, ds_cfg.ann_file = tmp, osp.join(tmp, ann)
-    ds_cfg.data_prefix = dict(pts='', img='', sp='superpixels')  # replaces the camera folders
-    for t in ds_cfg.pipeline:
-        if t['type'] == 'PairedRandomResizedCrop':
-            t['size'] = tuple(args.crop)
-    dataset = DATASETS.build(ds_cfg)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model = model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    return cfg, model, optimizer, dataset, device
-
-
-def step(model, optimizer, dataset, batch_size: int, device, amp: str, timer: Timer) -> float:
-    """One timed training step; returns the loss."""
-    import torch
-    from mmengine.dataset import pseudo_collate
-
-    from projects.img2lidar.models import DistillationFeatures, collate_pairs
-    from projects.img2lidar.models.superpixel_pooling import superpixel_pooling
-    with timer('data'):
-        batch = pseudo_collate([dataset[0] for _ in range(batch_size)])
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(amp)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-    with timer('voxelize'):
-        data = model.data_preprocessor(batch, True)
-    inputs, samples = data['inputs'], data['data_samples']
-    with autocast:
-        with timer('student'):
-            point_feats = model.extract_point_feat(inputs, samples)
-        with timer('teacher'):
-            teacher_feats, pixel_feats = model.extract_img_feat(inputs)
-        with timer('pooling'):
-            pairs = collate_pairs(inputs['points'], samples)
-            pooled = superpixel_pooling(point_feats, pixel_feats,
-                                        teacher_feats if model.pool_teacher else None, pairs)
-    with timer('loss'):
-        k = pooled.k.detach().requires_grad_()
-        q = pooled.q.detach().requires_grad_()
-        leaf = DistillationFeatures(superpixel=type(pooled)(
-            k=k, q=q, e=pooled.e, ids=pooled.ids, num_pairs=pooled.num_pairs,
-            sample_offsets=pooled.sample_offsets, num_ids=pooled.num_ids))
-        loss = sum(v for head in model.losses.values() for v in head.loss(leaf).values())
-        loss.backward()
-    with timer('backward'):
-        torch.autograd.backward([pooled.k, pooled.q], [k.grad, q.grad])
-    with timer('step'):
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+def markdown(args, rows: List[dict], device) -> str:
+    ver = versions(device)
+    lines = [f'# Pretraining throughput: {osp.basename(args.config)}', '',
+             f'Device: {ver.pop("device")}. ' +
+             ', '.join(f'{k} {v}' for k, v in ver.items()) + '.', '',
+             f'The config\'s own `train_step` on {args.crop[0]}x{args.crop[1]} crops of '
+             f'`tests/data/nuscenes_sample`, teacher with random weights, '
+             f'{"mixed precision (tools/train.py --amp)" if args.amp else "float32"}, '
+             f'{args.workers} dataloader workers; medians of {args.iters} steps after '
+             f'{args.warmup} warm-up steps' +
+             ('; SMALL networks (a smoke run, not a benchmark)' if args.small else '') + '.',
+             f'Peak memory: {rows[0]["memory"] if rows else "-"}.',
+             f'Command: `python tools/benchmark_pretraining.py {" ".join(sys.argv[1:])}`', '',
+             '| batch | step ms | samples/s | samples/s end to end | data wait ms | '
+             'peak GiB | losses finite |',
+             '|---:|---:|---:|---:|---:|---:|:---:|']
+    for r in rows:
+        lines.append(f"| {r['batch']} | {r['step'] * 1e3:.0f} | {r['rate']:.2f} | "
+                     f"{r['rate_e2e']:.2f} | {r['data_wait'] * 1e3:.0f} | "
+                     f"{r['peak_gib']:.2f} | {'yes' if r['finite'] else 'NO'} |")
+    lines += ['', 'Parts of the step (ms; each part excludes the parts nested in it; timers '
+              'synchronise on CUDA, so their sum exceeds the plain step a little):', '',
+              '| batch | ' + ' | '.join(PARTS) + ' | sum without data |',
+              '|---:|' + '---:|' * (len(PARTS) + 1)]
+    for r in rows:
+        lines.append(f"| {r['batch']} | " +
+                     ' | '.join(f"{r['parts'][p] * 1e3:.0f}" for p in PARTS) +
+                     f" | {r['parts_total'] * 1e3:.0f} |")
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
-    import projects.img2lidar  # noqa: F401
+
+    import projects.img2lidar  # noqa: F401  applies the compatibility patches
     from mmdet3d.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
         sys.exit('--device cuda requested but CUDA is not available')
-    rows: List[dict] = []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, model, optimizer, dataset, device = build(args, tmp)
-        for bs in args.batch_sizes:
-            for _ in range(args.warmup):
-                step(model, optimizer, dataset, bs, device, args.amp, Timer(device))
-            stage_times, peaks, losses = [], [], []
-            for i in range(args.iters):
-                if device.type == 'cuda':
-                    torch.cuda.reset_peak_memory_stats()
-                timer = Timer(device)
-                losses.append(step(model, optimizer, dataset, bs, device, args.amp, timer))
-                stage_times.append(timer.times)
-                if device.type == 'cuda':
-                    peaks.append(torch.cuda.max_memory_allocated() / 2**30)
-                print(f'batch {bs} step {i + 1}/{args.iters}: loss {losses[-1]:.4f}, ' +
-                      ', '.join(f'{k} {v * 1e3:.0f} ms' for k, v in timer.times.items()),
-                      file=sys.stderr, flush=True)
-            med = {s: statistics.median(t[s] for t in stage_times) for s in STAGES}
-            model_time = sum(v for s, v in med.items() if s != 'data')
-            rows.append(dict(batch=bs, **med, model=model_time, rate=bs / model_time,
-                             data_rate=bs / med['data'], peak=max(peaks) if peaks else None,
-                             finite=all(map(lambda x: x == x and abs(x) < 1e30, losses))))
-    dev = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
-           f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} '
-           'threads)')
-    lines = [f'# Pretraining throughput: {osp.basename(args.config)}', '',
-             f'Device: {dev}. ' + ', '.join(f'{k} {v}' for k, v in versions().items()) + '.',
-             f'Crops {args.crop[0]}x{args.crop[1]}, autocast {args.amp}, teacher random, '
-             f'median of {args.iters} steps after {args.warmup} warm-up'
-             + (', SMALL networks (smoke run)' if args.small else '') + '.',
-             f'Command: `python tools/benchmark_pretraining.py {" ".join(sys.argv[1:])}`', '',
-             '| batch | ' + ' | '.join(f'{s} ms' for s in STAGES) +
-             ' | model step ms | samples/s (model) | samples/s (data, 1 process) | peak GiB |',
-             '|---:|' + '---:|' * (len(STAGES) + 4)]
-    for r in rows:
-        peak = f"{r['peak']:.2f}" if r['peak'] is not None else '-'
-        lines.append(f"| {r['batch']} | " + ' | '.join(f'{r[s] * 1e3:.0f}' for s in STAGES) +
-                     f" | {r['model'] * 1e3:.0f} | {r['rate']:.1f} | {r['data_rate']:.1f} | "
-                     f'{peak} |')
-    text = '\n'.join(lines)
+        ann_file = make_sample_root(args.sample_dir, tmp)
+        cfg = load_config(args, tmp, ann_file)
+        model, optim_wrapper = build_model(cfg, device)
+        for batch_size in args.batch_sizes:
+            row = benchmark_batch_size(args, cfg, model, optim_wrapper, device, batch_size)
+            rows.append(row)
+            print(f"batch {batch_size}: {row['rate']:.2f} samples/s, step "
+                  f"{row['step'] * 1e3:.0f} ms, peak {row['peak_gib']:.2f} GiB, losses " +
+                  ' '.join(f'{v:.4f}' for v in row['losses']), file=sys.stderr, flush=True)
+    text = markdown(args, rows, device)
     print(text)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            f.write(text + '\n')
+            f.write(text)
     return 0 if all(r['finite'] for r in rows) else 1
 
 

@@ -21,8 +21,10 @@ mmengine_checkpoint        torch >= 2.6 loads with ``weights_only=True``; mmengi
 spconv_cpu                 spconv 2.3.x on CPU: racing multi-thread scatter (silently wrong
                            rows), asserting backward and eval-mode bias: CPU tensors go to
                            :func:`ops.native_sparse_conv` on spconv's own neighbour tables.
-dynamic_scatter_cpu        mmcv < 2.2 has no CPU ``dynamic_point_to_voxel``: CPU tensors go to
-                           :mod:`ops.dynamic_scatter` (mmcv's exact semantics).
+dynamic_scatter_cpu        mmcv < 2.2 has no CPU ``dynamic_point_to_voxel``, and an mmcv built
+                           with CPU ops only has no CUDA one: tensors on a device that mmcv has
+                           no kernel for (probed once per device type) go to
+                           :mod:`ops.dynamic_scatter` (mmcv's exact semantics, any device).
 cylinder3d_sparse_ops      mmdet3d's Cylinder3D takes CUDA-only ``mmcv.ops`` sparse convolutions:
                            rebound to spconv 2 classes that accept ``x.features = ...`` and give
                            each submanifold kernel shape its own ``indice_key``.
@@ -38,6 +40,7 @@ mmengine_test_json_rank0   mmengine <= 0.10.7's ``LoggerHook.after_test_epoch`` 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -179,34 +182,89 @@ def patch_spconv_cpu() -> None:
     Fsp.indice_subm_conv = make(Fsp.indice_subm_conv, inverse=False, subm=True)
 
 
+#: the compiled ``mmcv._ext`` kernels that the project's models call at run time (the students,
+#: their data preprocessor, the segmentors; Cylinder3D's sparse convolutions are spconv's, see
+#: ``cylinder3d_sparse_ops``). Each is routed to the project's torch kernel on a device that
+#: mmcv has no kernel for; ``tests/test_setup_plan.py`` records the kernels the models call.
+MMCV_ROUTED_KERNELS = ('dynamic_point_to_voxel_forward', 'dynamic_point_to_voxel_backward')
+#: the compiled originals of the routed kernels (filled when the patch is applied)
+MMCV_ORIGINALS: Dict[str, Callable] = {}
+
+
+def _probe_dynamic_point_to_voxel(device: torch.device) -> None:
+    """Run mmcv's compiled ``dynamic_point_to_voxel_forward`` on a two-point input."""
+    feats = torch.zeros(2, 1, device=device)
+    coors = torch.zeros(2, 3, dtype=torch.int32, device=device)
+    MMCV_ORIGINALS['dynamic_point_to_voxel_forward'](feats, coors, 'max')
+
+
+@functools.lru_cache(maxsize=None)
+def mmcv_kernel_available(kernel: str, device_type: str) -> bool:
+    """Whether the installed mmcv has a working ``kernel`` for ``device_type`` tensors.
+
+    Detected, not assumed from versions: mmcv's kernel runs once on a tiny input on that device
+    (once per process and device type). It fails with ``implementation for device ... not
+    found`` where mmcv has no kernel (CPU in mmcv < 2.2; CUDA in a build with CPU ops only), or
+    when its CUDA code was compiled for other GPUs.
+
+    Args:
+        kernel (str): A name of :data:`MMCV_ROUTED_KERNELS`. The dispatchers ask for the
+            forward kernel for both passes, so that forward and backward use one implementation.
+        device_type (str): 'cpu', 'cuda', ...
+
+    Returns:
+        bool: True when mmcv's kernel serves that device.
+    """
+    if kernel not in MMCV_ROUTED_KERNELS:
+        raise KeyError(f'{kernel} is not routed; routed kernels: {MMCV_ROUTED_KERNELS}')
+    try:
+        with torch.no_grad():
+            _probe_dynamic_point_to_voxel(torch.device(device_type))
+    except RuntimeError as exc:
+        report = logger.info if device_type == 'cpu' else logger.warning
+        report('img2lidar: mmcv has no working %s kernel for %s tensors (%s): the project\'s '
+               'torch kernel is used', kernel, device_type,
+               str(exc).strip().splitlines()[-1][:200])
+        return False
+    return True
+
+
 def patch_dynamic_scatter_cpu() -> None:
-    """Dispatch mmcv's ``dynamic_point_to_voxel`` kernels to torch for CPU tensors.
+    """Dispatch mmcv's ``dynamic_point_to_voxel`` kernels to torch where mmcv has none.
 
     Both mmcv's ``DynamicScatter`` and mmdet3d's ``dynamic_scatter_3d`` call these two functions
     of the compiled ``mmcv._ext`` module at run time, so patching the module covers both.
+    Tensors on a device that mmcv has a kernel for (:func:`mmcv_kernel_available`) keep it; the
+    others (CPU tensors with mmcv 2.1, CUDA tensors with an mmcv built with CPU ops only) go to
+    :mod:`ops.dynamic_scatter`, which runs on any device.
     """
     try:
         from mmcv.utils import ext_loader
-        ext = ext_loader.load_ext('_ext', ['dynamic_point_to_voxel_forward',
-                                           'dynamic_point_to_voxel_backward'])
+        ext = ext_loader.load_ext('_ext', list(MMCV_ROUTED_KERNELS))
     except (ImportError, AssertionError):  # mmcv without ops: nothing to patch
         return
-    orig_fwd = ext.dynamic_point_to_voxel_forward
-    orig_bwd = ext.dynamic_point_to_voxel_backward
+    MMCV_ORIGINALS.update({name: getattr(ext, name) for name in MMCV_ROUTED_KERNELS})
+    orig_fwd = MMCV_ORIGINALS['dynamic_point_to_voxel_forward']
+    orig_bwd = MMCV_ORIGINALS['dynamic_point_to_voxel_backward']
+
+    def use_mmcv(feats: torch.Tensor) -> bool:
+        # looked up at call time, so that tests can stand in for the probe
+        return mmcv_kernel_available('dynamic_point_to_voxel_forward', feats.device.type)
 
     def forward(feats, coors, reduce_type='max'):
-        if feats.is_cuda:
+        if use_mmcv(feats):
             return orig_fwd(feats, coors, reduce_type)
         return list(ops.dynamic_point_to_voxel_forward(feats, coors, reduce_type))
 
     def backward(grad_feats, grad_reduced, feats, reduced, coors_map, counts,
                  reduce_type='max'):
-        if feats.is_cuda:
+        if use_mmcv(feats):
             return orig_bwd(grad_feats, grad_reduced, feats, reduced, coors_map, counts,
                             reduce_type)
         ops.dynamic_point_to_voxel_backward(grad_feats, grad_reduced, feats, reduced,
                                             coors_map, counts, reduce_type)
 
+    forward.__wrapped__, backward.__wrapped__ = orig_fwd, orig_bwd
     ext.dynamic_point_to_voxel_forward = forward
     ext.dynamic_point_to_voxel_backward = backward
 

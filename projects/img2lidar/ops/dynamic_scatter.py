@@ -1,10 +1,12 @@
 """mmcv's ``dynamic_point_to_voxel`` kernels in plain torch (CPU and any device).
 
 mmcv 2.1.0 has no CPU kernel for them (used by ``DynamicScatter``, Cylinder3D's ``SegVFE`` and
-mmdet3d's ``dynamic_scatter_3d``). These functions have mmcv's exact semantics: voxels sorted
-lexicographically, points with a negative coordinate dropped, max/sum/mean reductions and
-their gradients. :mod:`projects.img2lidar.compat` dispatches CPU tensors here;
-``tests/test_compat.py`` checks them against a Python loop.
+mmdet3d's ``dynamic_scatter_3d``), and an mmcv built with CPU ops only has no CUDA one. These
+functions have mmcv's exact semantics on any device: voxels sorted lexicographically, points
+with a negative coordinate dropped, max/sum/mean reductions and their gradients.
+:mod:`projects.img2lidar.compat` dispatches here the tensors of every device that mmcv has no
+kernel for; ``tests/test_compat.py`` checks them against a Python loop, ``tests/test_cuda.py``
+on CUDA against the CPU results and, where it exists, mmcv's CUDA kernel.
 """
 from typing import Tuple
 
