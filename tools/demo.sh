@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the built-in demo world, through the same tools a nuScenes user runs:
 #   set-up -> demo world (nuScenes format) -> infos -> superpixels -> pretraining (ST-SLidR and
-#   relational, demo configs) -> linear probe and few-shot finetune from each pretrained
-#   backbone and from random initialisation -> SegMetric on the validation scenes -> one table.
-# Writes everything under work_dirs/demo (the table as results.md and results.json, pictures
-# in vis/). The demo teacher is a frozen, RANDOMLY INITIALISED ResNet-18 (nothing downloaded).
+#   relational, demo configs) -> the demo protocol (configs/protocols/demo.py: linear probe and
+#   few-shot finetune) through tools/evaluate_pretraining.py, for each pretrained backbone and
+#   for random initialisation -> SegMetric on the validation scenes -> one table.
+# Writes everything under work_dirs/demo (the table as results.md, results.json and results.png,
+# each evaluation in eval/<init>/demo, pictures in vis/). DEMO_SEEDS=3 evaluates 3 seeds (mean,
+# std and 95% CI; default 1). The demo teacher is a frozen, RANDOMLY INITIALISED ResNet-18
+# (nothing downloaded).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,21 +26,25 @@ stage() {  # stage NAME command...
   STAGE_TIME[$name]=$(( $(date +%s) - t0 ))
   echo "=== [demo] $name done in ${STAGE_TIME[$name]} s"
 }
-quiet_train() {  # show the Runner's progress lines only; the whole output goes to a log file,
-  # whose end is printed when the run fails
-  local log="$WORK/logs/$(basename "$1" .py)_$(date +%s%N).log"
+quiet() {  # quiet LOG_NAME TOOL args...: show the Runner's progress lines and the evaluation
+  # harness's own lines only; the whole output goes to a log file, whose end is printed when the
+  # tool fails
+  local log="$WORK/logs/${1}_$(date +%s%N).log" tool=$2
+  shift 2
   mkdir -p "$WORK/logs"
   local rc=0
-  "$PY" tools/train.py "$@" > "$log" 2>&1 &
+  "$PY" "$tool" "$@" > "$log" 2>&1 &
   local pid=$!
-  tail -n +1 --pid=$pid -f "$log" | grep --line-buffered -F "Epoch(" || true
+  tail -n +1 --pid=$pid -f "$log" | grep --line-buffered -E "Epoch\(|^\[evaluate\]" || true
   wait $pid || rc=$?
   if [ "$rc" != 0 ]; then
-    echo "tools/train.py failed (exit $rc); the end of $log:" >&2
+    echo "$tool failed (exit $rc); the end of $log:" >&2
     tail -n 40 "$log" >&2
   fi
   return $rc
 }
+quiet_train() { quiet "$(basename "$1" .py)" tools/train.py "$@"; }  # quiet_train CONFIG args...
+quiet_evaluate() { quiet "evaluate_$1" tools/evaluate_pretraining.py "${@:2}"; }  # NAME CKPT args
 
 [ -f "$DATA/v1.0-mini/scene.json" ] || stage world "$PY" tools/create_demo_world.py --out "$DATA"
 stage infos "$PY" tools/create_pretrain_infos.py --root "$DATA" --version v1.0-mini --out-dir "$DATA"
@@ -48,28 +55,31 @@ for method in stslidr relational; do
     configs/demo/${method}_minkunet-w16_resnet18-random_1xb2-6e_demo.py \
     --work-dir "$WORK/$method" --cfg-options "train_dataloader.dataset.data_root=$DATA/"
 done
-RUNS=()
+DATA_ROOTS=("train_dataloader.dataset.data_root=$DATA/" "val_dataloader.dataset.data_root=$DATA/"
+            "test_dataloader.dataset.data_root=$DATA/")
+EVALUATIONS=()
+rm -rf "$WORK/eval"  # the checkpoints above are new, and so must be their evaluations
 for init in stslidr relational random; do
-  if [ "$init" = random ]; then ckpt=(model.init_cfg=None)
-  else ckpt=("model.init_cfg.checkpoint=$WORK/$init/epoch_6.pth"); fi
-  for proto in probe fewshot; do
-    if [ "$proto" = probe ]; then cfg=configs/demo/minkunet-w16_linear-probe_1xb2-6e_demo.py
-    else cfg=configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py; fi
-    stage "$proto from $init" quiet_train "$cfg" --work-dir "$WORK/${proto}_$init" \
-      --cfg-options "${ckpt[@]}" "train_dataloader.dataset.data_root=$DATA/" \
-      "val_dataloader.dataset.data_root=$DATA/"
-    RUNS+=("$WORK/${proto}_$init"); LABELS+=("$init")
-  done
+  case $init in
+    stslidr) ckpt="$WORK/stslidr/epoch_6.pth"; label=ST-SLidR ;;
+    relational) ckpt="$WORK/relational/epoch_6.pth"; label=relational ;;
+    random) ckpt=none; label="random init" ;;
+  esac
+  stage "evaluate $init" quiet_evaluate "$init" "$ckpt" --protocol demo \
+    --seeds "${DEMO_SEEDS:-1}" --label "$label" --work-dir "$WORK/eval/$init" \
+    --cfg-options "${DATA_ROOTS[@]}"
+  EVALUATIONS+=("$WORK/eval/$init/demo")
 done
 stage pictures "$PY" tools/visualize.py --data-root "$DATA" \
   --ann-file "$DATA/nuscenes_infos_val.pkl" --checkpoint "$WORK/stslidr/epoch_6.pth" \
   --pretrain-config configs/demo/stslidr_minkunet-w16_resnet18-random_1xb2-6e_demo.py \
   --segmentor-config configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py \
-  --segmentor-checkpoint "$WORK/fewshot_stslidr/epoch_30.pth" --out-dir "$WORK/vis" || \
+  --segmentor-checkpoint "$WORK/eval/stslidr/demo/few-shot/seed0/epoch_30.pth" --out-dir "$WORK/vis" || \
   echo "(pictures failed; the table below is unaffected)"
 echo
-"$PY" tools/results_table.py "${RUNS[@]}" --labels "${LABELS[@]}" --out "$WORK/results.md" \
-  --json "$WORK/results.json"
+"$PY" tools/results_table.py "${EVALUATIONS[@]}" --out "$WORK/results.md" \
+  --json "$WORK/results.json" --png "$WORK/results.png"
 echo
 for k in "${!STAGE_TIME[@]}"; do echo "  $k: ${STAGE_TIME[$k]} s"; done | sort
-echo "results: $WORK/results.md, $WORK/results.json; pictures: $WORK/vis"
+echo "results: $WORK/results.md, $WORK/results.json, $WORK/results.png (each evaluation:"
+echo "  $WORK/eval/<init>/demo/evaluation.{md,json,png}); pictures: $WORK/vis"
