@@ -76,3 +76,85 @@ def test_gather_every_field_of_both_levels(tmp_path):
     assert torch.equal(r1['grad_k'], torch.full((4, 3), 4.0))
     assert torch.equal(r0['grad_pair_k'][:, 0], 2 * torch.arange(1., 5.))
     assert torch.equal(r1['grad_pair_k'][:, 0], 2 * torch.arange(5., 8.))
+
+
+#: the contrastive losses with a local-anchor form, on their levels
+LOCAL_FORM_LOSSES = {
+    'infonce': dict(type='SuperpixelInfoNCELoss', chunk_size=3),
+    'st_cb': dict(type='SemanticallyTolerantLoss', chunk_size=3,
+                  balancing=dict(type='ClassAgnosticBalancing', threshold=0.5)),
+    'ppkt': dict(type='PPKTLoss', num_pairs=9, chunk_size=4),
+}
+
+
+def _unequal_features(rank: int):
+    """Rank 0: 7 superpixels and 10 pairs; rank 1: 5 and 8; row 1 of each without a teacher
+    feature (the tolerant loss drops it)."""
+    from torch.nn.functional import normalize
+    g = torch.Generator().manual_seed(10 + rank)
+    m, p = (7, 10) if rank == 0 else (5, 8)
+    e = torch.rand(m, 6, generator=g)
+    e[1] = 0
+    sp = PooledFeatures(
+        k=normalize(torch.randn(m, 8, generator=g), dim=1).requires_grad_(),
+        q=normalize(torch.randn(m, 8, generator=g), dim=1).requires_grad_(), e=e,
+        ids=torch.arange(m), num_pairs=torch.ones(m, dtype=torch.long),
+        sample_offsets=torch.tensor([0, m]), num_ids=m)
+    pairs = PairFeatures(
+        k=normalize(torch.randn(p, 8, generator=g), dim=1).requires_grad_(),
+        q=normalize(torch.randn(p, 8, generator=g), dim=1).requires_grad_(),
+        point=torch.arange(p), image=torch.zeros(p, dtype=torch.long),
+        pixel=torch.zeros(p, 2, dtype=torch.long), superpixel=torch.full((p, ), -1),
+        sample_offsets=torch.tensor([0, p]), num_points=p, num_images=1, num_ids=0)
+    return DistillationFeatures(superpixel=sp, pair=pairs)
+
+
+def _anchors_worker(rank: int, port: int, out_dir: str) -> None:
+    from mmdet3d.registry import MODELS
+    from mmengine.logging import MessageHub
+    import projects.img2lidar  # noqa: F401  registers the losses
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    MessageHub.get_current_instance().update_info('iter', 3)
+    local = _unequal_features(rank)
+    feats = local.gather()
+    out = {}
+    for name, cfg in LOCAL_FORM_LOSSES.items():
+        level = local.pair if name == 'ppkt' else local.superpixel
+        for anchors in ('global', 'local'):
+            head = MODELS.build(dict(cfg, anchors=anchors))
+            loss = head.loss(feats)['loss']
+            grads = torch.autograd.grad(loss, (level.k, level.q), retain_graph=True)
+            out[name, anchors] = (loss.detach(), [g.clone() for g in grads])
+    torch.save(out, os.path.join(out_dir, f'{rank}.pth'))
+    dist.destroy_process_group()
+
+
+def test_the_local_anchor_form_has_the_global_forms_value_and_gradient(tmp_path):
+    """Each process computing only its own anchors (against every gathered candidate) gives
+    the global loss's value and, per process, the same gradient as every process computing the
+    whole global loss: what DDP averages is the same."""
+    from mmdet3d.registry import MODELS
+    from mmengine.logging import MessageHub
+    mp.spawn(_anchors_worker, args=(29679, str(tmp_path)), nprocs=2, join=True)
+    outs = [torch.load(tmp_path / f'{r}.pth') for r in (0, 1)]
+    both = [_unequal_features(r) for r in (0, 1)]
+    hub = MessageHub.get_current_instance()
+    before = hub.get_info('iter')
+    hub.update_info('iter', 3)
+    try:
+        for name, cfg in LOCAL_FORM_LOSSES.items():
+            # the global loss computed by one process holding both batches
+            lv = [f.pair if name == 'ppkt' else f.superpixel for f in both]
+            head = MODELS.build(dict(cfg, anchors='global'))
+            one = head(torch.cat([lv[0].k, lv[1].k]), torch.cat([lv[0].q, lv[1].q]),
+                       None if name == 'ppkt' else torch.cat([lv[0].e, lv[1].e]))
+            for rank, out in enumerate(outs):
+                (v_g, g_g), (v_l, g_l) = out[name, 'global'], out[name, 'local']
+                torch.testing.assert_close(v_g, one.detach(), rtol=1e-5, atol=0)
+                torch.testing.assert_close(v_l, v_g, rtol=1e-5, atol=0)
+                for a, b in zip(g_l, g_g):
+                    assert b.abs().sum() > 0
+                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    finally:
+        hub.update_info('iter', before)

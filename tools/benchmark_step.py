@@ -74,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     cov.add_argument('--strides', type=int, nargs='+', default=[4, 14, 16])
     cov.add_argument('--batches', type=int, default=20)
     cov.add_argument('--batch-size', type=int, default=2)
+    cov.add_argument('--teacher-pooling', choices=['area', 'nearest'],
+                     help="the distiller's teacher pooling (default: the config's)")
     for p in (mem, host, cov):
         p.add_argument('--threads', type=int, default=2)
         p.add_argument('--seed', type=int, default=0)
@@ -353,6 +355,8 @@ def run_coverage(args) -> dict:
     for stride in args.strides:
         cfg.model.teacher = dict(type='BenchmarkPositiveTeacher', stride=stride)
         cfg.model.image_head = dict(type='ImageProjectionHead', in_channels=3, out_channels=8)
+        if args.teacher_pooling:
+            cfg.model.teacher_pooling = args.teacher_pooling
         torch.manual_seed(args.seed)
         model = MODELS.build(cfg.model).eval()
         pooled = no_e = no_pixels = 0
@@ -386,7 +390,7 @@ def superpixel_maps(model, data):
     from projects.img2lidar.models import point_pixel_pairs as ppp
     if hasattr(ppp, 'collate_pairs'):  # the code before the batch was collated in the loader
         return ppp.collate_pairs(data['inputs']['points'], data['data_samples']).superpixels
-    return ppp.batch_pairs(data['inputs']).superpixels
+    return ppp.BatchPairs(**data['inputs']['pairs']).id_map()
 
 
 def main(argv=None) -> int:

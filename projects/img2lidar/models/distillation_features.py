@@ -16,7 +16,7 @@ Levels:
   are ``sample_offsets[b]:sample_offsets[b + 1]``.
 """
 from dataclasses import dataclass, fields, replace
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -51,6 +51,9 @@ class PooledFeatures:
         num_without_e (Tensor | None): How many rows got no teacher cell (``e`` all zero;
             only with ``teacher_pooling='nearest'``), a 0-d tensor of this process's rows;
             None when ``e`` is not pooled.
+        local_rows (tuple[int, int] | None): After a gather, the rows that came from this
+            process (its anchors in the local-anchor form of the contrastive losses); None
+            when nothing was gathered.
     """
     k: Tensor
     q: Tensor
@@ -60,6 +63,7 @@ class PooledFeatures:
     sample_offsets: Tensor
     num_ids: int
     num_without_e: Optional[Tensor] = None
+    local_rows: Optional[Tuple[int, int]] = None
 
     def sample_rows(self, b: int) -> slice:
         """The rows of sample ``b``."""
@@ -74,7 +78,8 @@ class PooledFeatures:
             e=None if self.e is None else gather_rows(self.e),
             ids=gather_rows(self.ids + id_base), num_pairs=gather_rows(self.num_pairs),
             sample_offsets=gather_rows(_global_offsets(self.sample_offsets, row_base, last)),
-            num_ids=num_ids, num_without_e=self.num_without_e)
+            num_ids=num_ids, num_without_e=self.num_without_e,
+            local_rows=(row_base, row_base + self.k.shape[0]))
 
 
 @dataclass
@@ -93,6 +98,8 @@ class PairFeatures:
         num_points (int): Points of the batch (range of ``point``).
         num_images (int): Images of the batch (range of ``image``).
         num_ids (int): Size of the superpixel id range of the batch.
+        local_rows (tuple[int, int] | None): After a gather, the rows that came from this
+            process; None when nothing was gathered.
     """
     k: Tensor
     q: Tensor
@@ -104,6 +111,7 @@ class PairFeatures:
     num_points: int
     num_images: int
     num_ids: int
+    local_rows: Optional[Tuple[int, int]] = None
 
     def sample_rows(self, b: int) -> slice:
         """The rows of sample ``b``."""
@@ -119,7 +127,8 @@ class PairFeatures:
             image=gather_rows(self.image + base[2]), pixel=gather_rows(self.pixel),
             superpixel=gather_rows(sp),
             sample_offsets=gather_rows(_global_offsets(self.sample_offsets, base[0], last)),
-            num_points=total[1], num_images=total[2], num_ids=total[3])
+            num_points=total[1], num_images=total[2], num_ids=total[3],
+            local_rows=(base[0], base[0] + self.k.shape[0]))
 
 
 @dataclass

@@ -93,3 +93,28 @@ def gather_bases(values: Sequence[int],
     bases = [sum(c[i] for c in counts[:rank]) for i in range(len(values))]
     totals = [sum(c[i] for c in counts) for i in range(len(values))]
     return bases, totals, rank == len(counts) - 1
+
+
+def sum_of_shares(share: Tensor) -> Tensor:
+    """The loss of the local-anchor form from this process's share of it.
+
+    Each process computes the share of the global loss that its own anchors carry (against
+    every gathered candidate). The returned tensor's value is the sum of the shares over the
+    processes, the global loss (one small all-reduce), and its gradient is world_size times the
+    share's: the gather's backward sums every process's gradients back to the rows' owners, so
+    DistributedDataParallel's average over processes gives exactly the gradient of the global
+    loss, as when every process computed all of it (:func:`gather_rows`). Without a process
+    group, the share itself.
+
+    Args:
+        share (Tensor): This process's share, a scalar.
+
+    Returns:
+        Tensor: A scalar.
+    """
+    world = _world()
+    if world == 1:
+        return share
+    total = share.detach().clone()
+    dist.all_reduce(total)
+    return world * share + (total - world * share).detach()

@@ -126,5 +126,27 @@ class ClassAgnosticBalancing(nn.Module):
         weighted = (losses * weights).sum() / torch.where(has_mass, total, torch.ones_like(total))
         return torch.where(has_mass, weighted, losses.mean())
 
+    @staticmethod
+    def weighted_share(local_losses: Tensor, weights: Tensor, rows) -> Tensor:
+        """This process's share of :meth:`weighted_mean` in the local-anchor form.
+
+        Args:
+            local_losses (Tensor): Losses of the anchors ``rows[0]:rows[1]``, shape (R,).
+            weights (Tensor): Weights of every anchor (the same on every process), (M,).
+            rows (tuple[int, int]): This process's anchors.
+
+        Returns:
+            Tensor: ``sum_{i in rows} w_i l_i / sum_i w_i`` (the unweighted
+            ``sum_{i in rows} l_i / M`` when all weights are 0): the shares sum to
+            :meth:`weighted_mean` of every anchor.
+        """
+        losses = local_losses.float()
+        weights = weights.detach().to(losses.dtype)
+        total = weights.sum()
+        has_mass = total > 0
+        weighted = (losses * weights[rows[0]:rows[1]]).sum() / torch.where(
+            has_mass, total, torch.ones_like(total))
+        return torch.where(has_mass, weighted, losses.sum() / max(weights.shape[0], 1))
+
     def extra_repr(self) -> str:
         return f'threshold={self.threshold}, equal_rtol={self.equal_rtol}'

@@ -37,6 +37,8 @@ class DistillationLoss(nn.Module):
 
     #: feature levels this loss can work on; the first is the default
     levels: Tuple[str, ...] = ('superpixel', )
+    #: whether gathered features are computed in the local-anchor form (:meth:`local_terms`)
+    local_anchors: bool = False
 
     def __init__(self, loss_weight: float = 1.0, level: Optional[str] = None) -> None:
         super().__init__()
@@ -67,7 +69,18 @@ class DistillationLoss(nn.Module):
         """
         feats = features.level(self.level)
         e = getattr(feats, 'e', None) if self.uses_teacher_features else None
+        rows = getattr(feats, 'local_rows', None)
+        if features.gathered and rows is not None and self.local_anchors:
+            return self.local_terms(feats.k, feats.q, e, rows)
         return self.terms(feats.k, feats.q, e)
+
+    def local_terms(self, k: Tensor, q: Tensor, e: Optional[Tensor],
+                    rows: Tuple[int, int]) -> Dict[str, Tensor]:
+        """The terms in the local-anchor form: this process's anchors ``rows[0]:rows[1]``
+        against every gathered candidate, as shares of the global loss
+        (:func:`~projects.img2lidar.models.gather_features.sum_of_shares`: same value and
+        gradient as the global form). Losses with ``local_anchors = True`` implement it."""
+        raise NotImplementedError
 
     def terms(self, k: Tensor, q: Tensor, e: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Named, weighted terms on pooled tensors (one term, ``'loss'``, by default)."""

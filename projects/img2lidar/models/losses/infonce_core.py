@@ -34,25 +34,33 @@ from .utils import autocast_off, logsumexp_, normalize_teacher, row_chunks, run_
     teacher_similarity
 
 
-def drop_rows_without_teacher(k: Tensor, q: Tensor,
-                              e: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def drop_rows_without_teacher(k: Tensor, q: Tensor, e: Tensor,
+                              rows: Optional[Tuple[int, int]] = None) -> tuple:
     """Drop superpixels whose pooled teacher feature is all zero and normalise ``e``.
 
-    ST-SLidR's reference drops them (they vanish at the teacher's resolution).
+    ST-SLidR's reference drops them (they vanish at the teacher's resolution with its nearest
+    pooling). One host read decides (and, with ``rows``, gives their new range).
 
     Args:
         k (Tensor): Shape (M, D).
         q (Tensor): Shape (M, D).
         e (Tensor): Shape (M, E).
+        rows (tuple[int, int], optional): A range of rows to follow through the drop.
 
     Returns:
-        tuple: k (M', D), q (M', D) and the unit, detached float32 teacher rows (M', E).
+        tuple: k (M', D), q (M', D), the unit, detached float32 teacher rows (M', E) and, when
+        ``rows`` is given, that range among the kept rows.
     """
     keep = (e.detach() != 0).any(dim=1)
-    if not bool(keep.all()):
+    start, stop = (0, k.shape[0]) if rows is None else rows
+    kept = keep.cumsum(0)
+    facts = torch.stack([keep.all().long(), kept[start - 1] if start else kept.new_zeros(()),
+                         kept[stop - 1] if stop else kept.new_zeros(())]).tolist()
+    if not facts[0]:
         idx = keep.nonzero(as_tuple=True)[0]
         k, q, e = k.index_select(0, idx), q.index_select(0, idx), e.index_select(0, idx)
-    return k, q, normalize_teacher(e)
+    out = (k, q, normalize_teacher(e))
+    return out if rows is None else out + ((facts[1], facts[2]), )
 
 
 def _infonce_chunk(k_rows: Tensor, q_rows: Tensor, q: Tensor, tau: float, transform: Any,
@@ -66,6 +74,57 @@ def _infonce_chunk(k_rows: Tensor, q_rows: Tensor, q: Tensor, tau: float, transf
         return logsumexp_(z) - (k_scaled * q_rows).sum(dim=1)
 
 
+def infonce_anchor_terms(k: Tensor,
+                         q: Tensor,
+                         tau: float,
+                         chunk_size: Optional[int] = 4096,
+                         en: Optional[Tensor] = None,
+                         transform: Any = None,
+                         balancing: Any = None,
+                         rows: Optional[Tuple[int, int]] = None
+                         ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Per-anchor InfoNCE losses and, with balancing, the anchors' votes.
+
+    Args:
+        k (Tensor): Anchors, shape (M, D), float32.
+        q (Tensor): Candidates, shape (M, D), float32; ``q_i`` is the positive of ``k_i``.
+        tau (float): Temperature.
+        chunk_size (int, optional): Anchors per row chunk; None or <= 0 for one chunk.
+        en (Tensor, optional): Unit teacher features, shape (M, E), no gradient; needed by a
+            transform that uses similarity and by balancing.
+        transform (optional): Logit transform (see the module doc).
+        balancing (optional): Anchor weighting (see the module doc).
+        rows (tuple[int, int], optional): Only the anchors ``rows[0]:rows[1]`` (against every
+            candidate); all anchors when None.
+
+    Returns:
+        tuple: losses of those anchors (R,) float32, and their votes (R,) or None.
+    """
+    needs_s = balancing is not None or (transform is not None and transform.needs_similarity)
+    if needs_s and en is None:
+        raise ValueError('teacher similarity is needed: pass the teacher features')
+    start, stop = (0, k.shape[0]) if rows is None else rows
+    votes, chunks = [], []
+    with autocast_off(k.device):
+        for a, b in row_chunks(stop - start, chunk_size):
+            a, b = a + start, b + start
+            context: tuple = ()
+            if needs_s or transform is not None:
+                with torch.no_grad():
+                    s = teacher_similarity(en[a:b], en) if needs_s else None
+                    if balancing is not None:
+                        votes.append(balancing.votes(s))
+                    if transform is not None:  # last: it may overwrite s
+                        context = transform.chunk_context(s, None if en is None else en[a:b],
+                                                          en, a)
+            chunks.append(run_chunk(_infonce_chunk, k[a:b], q[a:b], q, tau, transform, a,
+                                    *context))
+    losses = torch.cat(chunks) if chunks else k.new_zeros((0, ))
+    if balancing is None:
+        return losses, None
+    return losses, torch.cat(votes) if votes else k.new_zeros((0, ))
+
+
 def infonce_anchor_losses(k: Tensor,
                           q: Tensor,
                           tau: float,
@@ -73,7 +132,7 @@ def infonce_anchor_losses(k: Tensor,
                           en: Optional[Tensor] = None,
                           transform: Any = None,
                           balancing: Any = None) -> Tuple[Tensor, Optional[Tensor]]:
-    """Per-anchor InfoNCE losses and, with balancing, per-anchor weights.
+    """Per-anchor InfoNCE losses of every anchor and, with balancing, per-anchor weights.
 
     Args:
         k (Tensor): Anchors, shape (M, D), float32.
@@ -89,26 +148,6 @@ def infonce_anchor_losses(k: Tensor,
     Returns:
         tuple: losses (M,) float32 and weights (M,) or None.
     """
-    needs_s = balancing is not None or (transform is not None and transform.needs_similarity)
-    if needs_s and en is None:
-        raise ValueError('teacher similarity is needed: pass the teacher features')
-    votes, chunks = [], []
-    with autocast_off(k.device):
-        for a, b in row_chunks(k.shape[0], chunk_size):
-            context: tuple = ()
-            if needs_s or transform is not None:
-                with torch.no_grad():
-                    s = teacher_similarity(en[a:b], en) if needs_s else None
-                    if balancing is not None:
-                        votes.append(balancing.votes(s))
-                    if transform is not None:  # last: it may overwrite s
-                        context = transform.chunk_context(s, None if en is None else en[a:b],
-                                                          en, a)
-            chunks.append(run_chunk(_infonce_chunk, k[a:b], q[a:b], q, tau, transform, a,
-                                    *context))
-    losses = torch.cat(chunks) if chunks else k.new_zeros((0, ))
-    weights = None
-    if balancing is not None:
-        weights = balancing.weights_from_votes(torch.cat(votes) if votes else
-                                               k.new_zeros((0, )))
+    losses, votes = infonce_anchor_terms(k, q, tau, chunk_size, en, transform, balancing)
+    weights = None if votes is None else balancing.weights_from_votes(votes)
     return losses, weights

@@ -17,6 +17,11 @@ iteration therefore depends on nothing else: every process of a distributed run 
 pairs of the gathered batch (``gather_features=True``) whatever else consumed random numbers on
 it, and a resumed run draws what the uninterrupted run drew. The permutation is drawn on the CPU
 and moved to the features' device.
+
+On gathered pairs (``gather_features=True``) the loss runs in the local-anchor form by default
+(``anchors='local'``): every process draws the same pairs of the global batch, and computes the
+losses of the drawn pairs that are its own, against every drawn candidate, as shares of the
+global loss (:func:`~projects.img2lidar.models.gather_features.sum_of_shares`).
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
+from ..gather_features import sum_of_shares
 from .distillation_loss import DistillationLoss
-from .infonce_core import infonce_anchor_losses
+from .infonce_core import infonce_anchor_losses, infonce_anchor_terms
 from .utils import as_float32, autocast_off, check_pair, empty_loss
 
 
@@ -46,6 +52,8 @@ class PPKTLoss(DistillationLoss):
             Defaults to 4096.
         seed (int): Seed of the draw, combined with the iteration. Defaults to 0.
         level (str, optional): Feature level; only ``'pair'``.
+        anchors (str): On gathered pairs, ``'local'`` (default) or ``'global'``; see the
+            module doc.
     """
 
     levels = ('pair', )
@@ -56,8 +64,12 @@ class PPKTLoss(DistillationLoss):
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = 4096,
                  seed: int = 0,
-                 level: Optional[str] = None) -> None:
+                 level: Optional[str] = None,
+                 anchors: str = 'local') -> None:
         super().__init__(loss_weight=loss_weight, level=level)
+        if anchors not in ('local', 'global'):
+            raise ValueError(f"anchors must be 'local' or 'global', got {anchors!r}")
+        self.local_anchors = anchors == 'local'
         if num_pairs < 1:
             raise ValueError(f'num_pairs must be >= 1, got {num_pairs}')
         if tau <= 0:
@@ -94,6 +106,33 @@ class PPKTLoss(DistillationLoss):
             losses, _ = infonce_anchor_losses(k, q, self.tau, self.chunk_size)
             loss = losses.mean() if losses.numel() else empty_loss(k, q)
         return self.loss_weight * loss
+
+    def local_terms(self, k: Tensor, q: Tensor, e: Optional[Tensor],
+                    rows) -> dict:
+        """The loss in the local-anchor form (see the module doc).
+
+        Args:
+            k (Tensor): Gathered 3D features of every pair, shape (P, D).
+            q (Tensor): Gathered 2D features of every pair, shape (P, D).
+            e (Tensor, optional): Ignored.
+            rows (tuple[int, int]): This process's pairs among the P rows.
+
+        Returns:
+            dict: ``loss``: the global loss's value, with world_size times the gradient of this
+            process's share.
+        """
+        check_pair(k, q)
+        anchor = empty_loss(k, q)  # every process's loss reaches the gather's collective
+        idx = self.sample_pairs(k.shape[0])
+        idx = torch.arange(k.shape[0]) if idx is None else idx.sort().values
+        # sorted, the drawn pairs of this process are one range of the draw
+        lo, hi = (int(v) for v in torch.searchsorted(idx, torch.tensor(rows)))
+        idx = idx.to(k.device)
+        with autocast_off(k.device):
+            ks, qs = as_float32(k.index_select(0, idx), q.index_select(0, idx))
+            losses, _ = infonce_anchor_terms(ks, qs, self.tau, self.chunk_size, rows=(lo, hi))
+            share = losses.sum() / max(len(idx), 1)
+        return {'loss': self.loss_weight * sum_of_shares(share + anchor)}
 
     def sample_pairs(self,
                      num_available: int,

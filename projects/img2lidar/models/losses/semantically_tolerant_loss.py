@@ -108,6 +108,8 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
             still counts ``exp(0)`` in the denominator) or ``'exclude'`` (logit ``-inf``).
             Defaults to ``'zero_logit'``.
         level (str, optional): Feature level; only ``'superpixel'``.
+        anchors (str): On gathered features, ``'local'`` (default) or ``'global'``; see
+            :class:`SuperpixelInfoNCELoss`.
 
     Note:
         ``forward(k, q, e)`` needs ``e`` unless ``tolerance`` is None and ``balancing`` is None.
@@ -124,9 +126,10 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
                  tolerance: Optional[str] = 'quantile',
                  min_quantile: float = 0.01,
                  masked_negatives: str = 'zero_logit',
-                 level: Optional[str] = None) -> None:
+                 level: Optional[str] = None,
+                 anchors: str = 'local') -> None:
         super().__init__(tau=tau, loss_weight=loss_weight, chunk_size=chunk_size,
-                         balancing=balancing, level=level)
+                         balancing=balancing, level=level, anchors=anchors)
         if tolerance not in TOLERANCES:
             raise ValueError(f'tolerance must be one of {TOLERANCES}, got {tolerance!r}')
         if masked_negatives not in MASKED_NEGATIVES:

@@ -9,6 +9,14 @@ batch::
 
 computed by the chunked core of :mod:`.infonce_core`, optionally with class-agnostic balanced
 anchors (:class:`ClassAgnosticBalancing`, ``balancing=``).
+
+On features gathered across processes (``gather_features=True``) it runs in the local-anchor
+form by default (``anchors='local'``): each process computes only its own anchors' losses,
+against every gathered candidate (1/W of the work of the global form on W processes), as
+shares of the global loss with the same value and gradient
+(:func:`~projects.img2lidar.models.gather_features.sum_of_shares`); the balancing weights come
+from every anchor's votes (one small gather of M numbers). ``anchors='global'`` makes every
+process compute the whole global loss.
 """
 from __future__ import annotations
 
@@ -17,9 +25,12 @@ from typing import Optional, Tuple, Union
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
+from ..gather_features import gather_rows, sum_of_shares
 from .distillation_loss import DistillationLoss
-from .infonce_core import drop_rows_without_teacher, infonce_anchor_losses
+from .infonce_core import drop_rows_without_teacher, infonce_anchor_losses, infonce_anchor_terms
 from .utils import as_float32, autocast_off, build_balancing, check_pair, empty_loss
+
+ANCHORS = ('local', 'global')
 
 
 @MODELS.register_module()
@@ -39,6 +50,8 @@ class SuperpixelInfoNCELoss(DistillationLoss):
             ``dict(type='ClassAgnosticBalancing', threshold=0.5)``; it needs ``e``. None
             averages anchors uniformly. Defaults to None.
         level (str, optional): Feature level; only ``'superpixel'``.
+        anchors (str): On gathered features, ``'local'`` (default: each process its own
+            anchors) or ``'global'`` (every process all anchors); see the module doc.
 
     Note:
         Whenever ``e`` is used (here: only with ``balancing``), superpixels whose pooled teacher
@@ -54,8 +67,12 @@ class SuperpixelInfoNCELoss(DistillationLoss):
                  loss_weight: float = 1.0,
                  chunk_size: Optional[int] = 4096,
                  balancing: Union[None, dict, nn.Module] = None,
-                 level: Optional[str] = None) -> None:
+                 level: Optional[str] = None,
+                 anchors: str = 'local') -> None:
         super().__init__(loss_weight=loss_weight, level=level)
+        if anchors not in ANCHORS:
+            raise ValueError(f'anchors must be one of {ANCHORS}, got {anchors!r}')
+        self.local_anchors = anchors == 'local'
         if tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
         self.tau = float(tau)
@@ -116,6 +133,40 @@ class SuperpixelInfoNCELoss(DistillationLoss):
             return infonce_anchor_losses(k, q, self.tau, self.chunk_size, en, self.transform,
                                          self.balancing)
 
+    def local_terms(self, k: Tensor, q: Tensor, e: Optional[Tensor],
+                    rows: Tuple[int, int]) -> dict:
+        """The loss in the local-anchor form (see the module doc).
+
+        Args:
+            k (Tensor): Gathered pooled 3D features, shape (M, D).
+            q (Tensor): Gathered pooled 2D-head features, shape (M, D).
+            e (Tensor, optional): Gathered pooled teacher features, shape (M, E).
+            rows (tuple[int, int]): This process's anchors among the M rows.
+
+        Returns:
+            dict: ``loss``: the global loss's value, with world_size times the gradient of
+            this process's share.
+        """
+        check_pair(k, q, e)
+        # every process's loss must reach the gather, whose backward is a collective
+        anchor = empty_loss(k, q)
+        with autocast_off(k.device):
+            k, q = as_float32(k, q)
+            en = None
+            if self.uses_teacher_features:
+                if e is None:
+                    raise ValueError(f'{type(self).__name__} with this configuration needs the '
+                                     'pooled teacher features e')
+                k, q, en, rows = drop_rows_without_teacher(k, q, e, rows)
+            losses, votes = infonce_anchor_terms(k, q, self.tau, self.chunk_size, en,
+                                                 self.transform, self.balancing, rows)
+            if votes is None:
+                share = losses.sum() / max(k.shape[0], 1)
+            else:
+                weights = self.balancing.weights_from_votes(gather_rows(votes))
+                share = self.balancing.weighted_share(losses, weights, rows)
+        return {'loss': self.loss_weight * sum_of_shares(share + anchor)}
+
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, loss_weight={self.loss_weight}, '
-                f'chunk_size={self.chunk_size}')
+                f'chunk_size={self.chunk_size}, local_anchors={self.local_anchors}')
