@@ -79,10 +79,12 @@ class BatchPairs:
         local = self.superpixels[image, self.pixel[:, 1].long(), self.pixel[:, 0].long()].long()
         return torch.where(local >= 0, local + self.image_id_offsets[image], -1)
 
-    def id_map(self) -> Tensor:
-        """The maps with batch-unique ids (-1 ignored), shape (I, H, W) int64."""
-        local = self.superpixels.long()
-        first = self.image_id_offsets[:-1].view(-1, 1, 1)
+    def id_map(self, start: int = 0, end: Optional[int] = None) -> Tensor:
+        """The maps of images ``start:end`` (all by default) with batch-unique ids (-1
+        ignored), shape (I', H, W) int64."""
+        end = self.num_images if end is None else end
+        local = self.superpixels[start:end].long()
+        first = self.image_id_offsets[start:end].view(-1, 1, 1)
         return torch.where(local >= 0, local + first, -1)
 
 

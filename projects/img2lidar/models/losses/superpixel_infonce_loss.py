@@ -123,15 +123,24 @@ class SuperpixelInfoNCELoss(DistillationLoss):
         """
         check_pair(k, q, e)
         with autocast_off(k.device):
-            k, q = as_float32(k, q)
-            en = None
-            if self.uses_teacher_features:
-                if e is None:
-                    raise ValueError(f'{type(self).__name__} with this configuration needs the '
-                                     'pooled teacher features e')
-                k, q, en = drop_rows_without_teacher(k, q, e)
+            k, q, en, _ = self._anchors_and_teacher(k, q, e)
             return infonce_anchor_losses(k, q, self.tau, self.chunk_size, en, self.transform,
                                          self.balancing)
+
+    def _anchors_and_teacher(self, k: Tensor, q: Tensor, e: Optional[Tensor],
+                             rows: Optional[Tuple[int, int]] = None) -> tuple:
+        """k and q in float32 and, when the loss reads ``e``, without the rows whose teacher
+        feature is all zero, with the unit teacher rows (else None) and ``rows`` followed
+        through that drop."""
+        k, q = as_float32(k, q)
+        if not self.uses_teacher_features:
+            return k, q, None, rows
+        if e is None:
+            raise ValueError(f'{type(self).__name__} with this configuration needs the pooled '
+                             'teacher features e')
+        if rows is None:
+            return (*drop_rows_without_teacher(k, q, e), None)
+        return drop_rows_without_teacher(k, q, e, rows)
 
     def local_terms(self, k: Tensor, q: Tensor, e: Optional[Tensor],
                     rows: Tuple[int, int]) -> dict:
@@ -151,13 +160,7 @@ class SuperpixelInfoNCELoss(DistillationLoss):
         # every process's loss must reach the gather, whose backward is a collective
         anchor = empty_loss(k, q)
         with autocast_off(k.device):
-            k, q = as_float32(k, q)
-            en = None
-            if self.uses_teacher_features:
-                if e is None:
-                    raise ValueError(f'{type(self).__name__} with this configuration needs the '
-                                     'pooled teacher features e')
-                k, q, en, rows = drop_rows_without_teacher(k, q, e, rows)
+            k, q, en, rows = self._anchors_and_teacher(k, q, e, rows)
             losses, votes = infonce_anchor_terms(k, q, self.tau, self.chunk_size, en,
                                                  self.transform, self.balancing, rows)
             if votes is None:
