@@ -140,3 +140,16 @@ def test_reduced_decoding_keeps_image_content_aligned(nuscenes_root):
     # a one-pixel misalignment would cost much more than the filtering does
     shifted = torch.roll(half, 1, dims=-1)
     assert (full - shifted).abs().mean() > 1.5 * (full - half).abs().mean()
+
+
+def test_a_wrong_load_dim_is_an_error_and_max_range_crops(nuscenes_root, nuscenes_sweep):
+    """The info file says 5 floats per point: reading 4 would scramble the columns silently
+    (34,688 x 5 floats are also a whole number of 4-float points), so it is an error naming the
+    file. ``max_range`` keeps the points within a horizontal distance."""
+    with pytest.raises(ValueError, match=r'LIDAR_TOP.*says 5 floats per point, the pipeline '
+                                         r'reads 4'):
+        _dataset(nuscenes_root, [dict(type='LoadLidarPoints', load_dim=4)])[0]
+    out = _dataset(nuscenes_root, [dict(type='LoadLidarPoints', load_dim=5, max_range=20.0)])[0]
+    near = np.hypot(nuscenes_sweep[:, 0], nuscenes_sweep[:, 1]) <= 20.0
+    assert 1000 < near.sum() < len(near)
+    np.testing.assert_array_equal(out['points'], nuscenes_sweep[near])

@@ -52,7 +52,7 @@ class ImageLidarDistiller(BaseModel):
             ``num_superpixels_without_e``). See :mod:`.superpixel_pooling`.
         teacher_chunk_size (int, optional): Images per teacher forward; the outputs are written
             into one preallocated tensor, so the teacher's activations take the memory of one
-            chunk. None runs all images at once. Defaults to 16.
+            chunk. None runs all images at once. Defaults to 2.
         pooling_chunk_elements (int): Bound on the elements of one chunk of the teacher pooling
             (see :func:`.superpixel_pooling.pool_teacher`). Defaults to 2**24.
         init_cfg (dict, optional): Initialisation config.
@@ -67,7 +67,7 @@ class ImageLidarDistiller(BaseModel):
                  gather_features: bool = False,
                  sync_bn: bool = False,
                  teacher_pooling: str = 'area',
-                 teacher_chunk_size: Optional[int] = 16,
+                 teacher_chunk_size: Optional[int] = 2,
                  pooling_chunk_elements: int = 1 << 24,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
