@@ -12,7 +12,8 @@ from conftest import REPO_ROOT, save_tiny_vit
 
 # configs/protocols: evaluation protocols, not model configs (test_evaluate_pretraining.py)
 CONFIGS = sorted(p for p in glob.glob(str(REPO_ROOT / 'configs' / '*' / '*.py'))
-                 if os.sep + '_base_' + os.sep not in p and not p.endswith('demo_sizes.py')
+                 if os.sep + '_base_' + os.sep not in p
+                 and not p.endswith(('demo_sizes.py', 'real_data_sizes.py'))
                  and os.sep + 'protocols' + os.sep not in p)
 PRETRAIN_DIRS = ('slidr', 'st-slidr', 'relational', 'ppkt', 'similarity')
 #: {method}_{student}_{teacher}_{gpus}xb{batch}-{epochs}e_{dataset}.py
@@ -74,3 +75,25 @@ def test_pretraining_config_names_tell_the_truth(path):
     # nuscenes, or nuscenes-pandaset for the two in one ConcatDataset, in that order
     names = ['pandaset' if 'pandaset' in d.ann_file else 'nuscenes' for d in datasets]
     assert m['dataset'] == '-'.join(names)
+
+
+def test_finetuning_reads_the_checkpoint_the_readme_pretraining_writes():
+    """The README's pretraining command writes (mmengine's default work dir) the checkpoint that
+    the finetuning and probing configs of its student load by default; those of the other
+    students name an existing pretraining config's last epoch the same way."""
+    readme = (REPO_ROOT / 'README.md').read_text()
+    m = re.search(r'tools/train\.py (configs/st-slidr/\S+\.py)\n# -> (\S+\.pth)', readme)
+    assert m, 'the README shows no pretraining command with its output'
+    config, out = m.groups()
+    epochs = Config.fromfile(str(REPO_ROOT / config)).train_cfg.max_epochs
+    assert out == f'work_dirs/{os.path.splitext(os.path.basename(config))[0]}/epoch_{epochs}.pth'
+    for folder in ('finetune', 'linear_probe'):
+        for path in glob.glob(str(REPO_ROOT / 'configs' / folder / '*.py')):
+            ckpt = Config.fromfile(path).model.init_cfg.checkpoint
+            name = re.fullmatch(r'work_dirs/(\S+)/epoch_(\d+)\.pth', ckpt)
+            assert name, (path, ckpt)
+            pretrain = glob.glob(str(REPO_ROOT / 'configs' / '*' / (name.group(1) + '.py')))
+            assert pretrain, f'{path}: no pretraining config writes {ckpt}'
+            assert Config.fromfile(pretrain[0]).train_cfg.max_epochs == int(name.group(2))
+            if os.path.basename(path).startswith('minkunet34_'):
+                assert ckpt == out, path
