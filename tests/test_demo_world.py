@@ -84,7 +84,7 @@ def test_demo_data_tools_and_pictures(tiny_world, tmp_path):
         '--out-dir', str(tiny_world))
     # the demo configs, with random weights saved as checkpoints
     ckpts = {}
-    for name, cfg in (('pretrain', 'stslidr_minkunet-w16_resnet18-random_1xb2-6e_demo.py'),
+    for name, cfg in (('pretrain', 'stslidr_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py'),
                       ('seg', 'minkunet-w16_1xb2-30e_demo-fewshot.py')):
         model = MODELS.build(Config.fromfile(str(REPO_ROOT / 'configs/demo' / cfg)).model)
         ckpts[name] = tmp_path / f'{name}.pth'
@@ -92,7 +92,7 @@ def test_demo_data_tools_and_pictures(tiny_world, tmp_path):
     out = tmp_path / 'vis'
     printed = run('tools/visualize.py', '--data-root', str(tiny_world), '--ann-file',
                   str(tiny_world / 'nuscenes_infos_train.pkl'), '--pretrain-config',
-                  'configs/demo/stslidr_minkunet-w16_resnet18-random_1xb2-6e_demo.py',
+                  'configs/demo/stslidr_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py',
                   '--checkpoint', str(ckpts['pretrain']), '--segmentor-config',
                   'configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py',
                   '--segmentor-checkpoint', str(ckpts['seg']), '--out-dir', str(out))

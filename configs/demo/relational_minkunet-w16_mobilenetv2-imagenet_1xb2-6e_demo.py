@@ -3,7 +3,7 @@
 # structure of the random teacher's nearly uniform features (all cosines high) pulls the
 # student into collapse before InfoNCE separates it (measured: probe mIoU 9.7 at 1/1, 29.5 at
 # 0.1/0.1).
-_base_ = ['./stslidr_minkunet-w16_resnet18-random_1xb2-6e_demo.py']
+_base_ = ['./stslidr_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py']
 model = dict(losses=dict(
     _delete_=True,
     loss_slidr=dict(type='SuperpixelInfoNCELoss', tau=0.07),

