@@ -181,16 +181,19 @@ def count_syncs(fn) -> collections.Counter:
 # the step on a device
 # ---------------------------------------------------------------------------------------------
 def make_batch(cfg, size: int, seed: int = 0):
-    """One collated batch of the config's training pipeline (fixed random crops)."""
+    """One batch of the config's training pipeline (fixed random crops), made by the config's
+    own collate function, as its data loader makes it."""
     import numpy as np
     import torch
     from mmdet3d.registry import DATASETS
-    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import FUNCTIONS
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    return pseudo_collate([dataset[i % len(dataset)] for i in range(size)])
+    collate = dict(cfg.train_dataloader.get('collate_fn', dict(type='pseudo_collate')))
+    collate_fn = FUNCTIONS.get(collate.pop('type'))
+    return collate_fn([dataset[i % len(dataset)] for i in range(size)], **collate)
 
 
 def run_variant(cfg, state, batch, device, amp: bool) -> dict:
