@@ -101,3 +101,28 @@ def test_any_labelling_gives_the_same_loss(nuscenes_root, relabelled_root):
     # the same superpixels, pooled from the same pairs and pixels: the same rows
     np.testing.assert_array_equal(rows_h, rows_c)
     torch.testing.assert_close(hashed['loss_st'], compact['loss_st'], rtol=1e-5, atol=0)
+
+
+def test_npz_maps_read_like_numpy_and_damage_names_the_file(tmp_path):
+    """read_superpixels inflates .npz maps itself (without zipfile's checksum pass): the same
+    arrays as np.load for every integer type, uncompressed files through np.load, and a damaged
+    file is an error naming it."""
+    from projects.img2lidar.datasets.transforms import read_superpixels
+    rng = np.random.default_rng(0)
+    maps = {'u8': rng.integers(0, 200, (90, 160)).astype(np.uint8),
+            'u16': rng.integers(0, 5000, (90, 160)).astype(np.uint16),
+            'i32': rng.integers(-3, 300, (90, 160)).astype(np.int32),
+            'i64': rng.integers(0, 2**40, (9, 16)).astype(np.int64)}
+    for name, labels in maps.items():
+        path = tmp_path / f'{name}.npz'
+        np.savez_compressed(path, labels=labels)
+        got = read_superpixels(str(path))
+        assert got.dtype == labels.dtype and np.array_equal(got, labels)
+        plain = tmp_path / f'{name}_stored.npz'
+        np.savez(plain, labels=labels)  # not deflated: read by np.load
+        assert np.array_equal(read_superpixels(str(plain)), labels)
+    data = bytearray((tmp_path / 'u16.npz').read_bytes())
+    data[200:260] = bytes(60)  # inside the compressed stream
+    (tmp_path / 'bad.npz').write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r'bad\.npz: unreadable superpixel map'):
+        read_superpixels(str(tmp_path / 'bad.npz'))
