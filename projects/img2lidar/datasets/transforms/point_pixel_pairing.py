@@ -37,18 +37,21 @@ def project_to_cameras(xyz: np.ndarray, cam2imgs, lidar2cams, img_hws,
     if len(proj) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 2), dtype=np.int64)
-    # one (N, 3) x (3, 3C) product for every camera at once, viewed as (C, N, 3)
-    cam = (xyz.astype(np.float64) @ proj[:, :, :3].reshape(-1, 3).T +
-           proj[:, :, 3].reshape(-1)).reshape(len(xyz), -1, 3).transpose(1, 0, 2)
-    depth = cam[..., 2]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        u = cam[..., 0] / depth
-        v = cam[..., 1] / depth
-    hw = np.asarray(img_hws, dtype=np.float64).reshape(-1, 2)
-    keep = (depth > min_depth) & (u >= 0) & (u < hw[:, 1:2]) & (v >= 0) & (v < hw[:, 0:1])
-    cams, idx = np.nonzero(keep)
-    pixels = np.stack([np.floor(u[cams, idx]), np.floor(v[cams, idx])], axis=1)
-    return cams.astype(np.int64), idx.astype(np.int64), pixels.astype(np.int64)
+    # every camera in one (3C, 3) x (3, N) product; rows 3c..3c+2 are camera c's (u z, v z, z)
+    cam = proj[:, :, :3].reshape(-1, 3) @ xyz.T.astype(np.float64) + \
+        proj[:, :, 3].reshape(-1, 1)
+    cams, points, pixels = [], [], []
+    for c, (h, w) in enumerate(img_hws):
+        depth = cam[3 * c + 2]
+        front = np.flatnonzero(depth > min_depth)
+        u = cam[3 * c, front] / depth[front]
+        v = cam[3 * c + 1, front] / depth[front]
+        keep = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        points.append(front[keep])
+        cams.append(np.full(len(points[-1]), c, dtype=np.int64))
+        pixels.append(np.stack([np.floor(u[keep]), np.floor(v[keep])], axis=1))
+    return (np.concatenate(cams), np.concatenate(points).astype(np.int64),
+            np.concatenate(pixels).astype(np.int64).reshape(-1, 2))
 
 
 def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float = 1.0):
