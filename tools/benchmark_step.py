@@ -69,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     host.add_argument('--recipe', choices=sorted(RECIPES), default='resnet50')
     host.add_argument('--batch-sizes', type=int, nargs='+', default=[2, 8])
     host.add_argument('--iters', type=int, default=5)
+    host.add_argument('--teacher-pooling', choices=['area', 'nearest'],
+                      help="the distiller's teacher pooling (default: the config's)")
     cov = sub.add_parser('coverage', help='pooled superpixels without e or without pixels')
     cov.add_argument('--recipe', choices=sorted(RECIPES), default='resnet50')
     cov.add_argument('--strides', type=int, nargs='+', default=[4, 14, 16])
@@ -311,6 +313,8 @@ def run_host(args) -> dict:
     with tempfile.TemporaryDirectory() as sp_root:
         make_superpixels(sp_root)
         cfg, ds_cfg = build(args.recipe, sp_root, stand_in_teacher=True)
+        if args.teacher_pooling:
+            cfg.model.teacher_pooling = args.teacher_pooling
         for batch in args.batch_sizes:
             batches = make_batches(cfg, ds_cfg, batch, args.iters + 1, args.seed)
             torch.manual_seed(args.seed)

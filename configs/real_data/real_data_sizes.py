@@ -9,6 +9,6 @@ real_teacher_checkpoint = 'work_dirs/real_data/checkpoints/mobilenetv2-imagenet.
 real_student_backbone = dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
                              encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
                              decoder_blocks=[1, 1, 1, 1])
-real_epochs = 6
+real_epochs = 10
 real_voxel_size = [0.3, 0.3, 0.3]
 real_max_range = 30.0

@@ -1,6 +1,6 @@
 # REAL-DATA CHECK pretraining (SLidR's superpixel InfoNCE) on the 10 labelled PandaSet frames of
 # the sample, without their labels, from a real ImageNet teacher: the PandaSet pretraining base
-# at the check's sizes (./real_data_sizes.py), 6 epochs of batch 2, SGD lr 0.05 with a cosine
+# at the check's sizes (./real_data_sizes.py), 10 epochs of batch 2, SGD lr 0.05 with a cosine
 # schedule, no validation. tools/real_data_check.py runs it (and the other methods, which
 # inherit this file and set their losses) for every seed, then probes the frozen features.
 _base_ = ['../_base_/pretrain/minkunet34_mobilenetv2-imagenet_pandaset.py', './real_data_sizes.py']
