@@ -1,7 +1,8 @@
 """Synchronised BatchNorm for the sparse students, on CUDA and on CPU (gloo).
 
-On CUDA tensors it is torch's own ``nn.SyncBatchNorm`` (fused kernels, statistics gathered with
-NCCL). torch's refuses CPU tensors; on them this module gathers each process's count, mean and
+On CUDA tensors it runs torch's own ``nn.SyncBatchNorm`` forward (fused kernels, statistics
+gathered with NCCL). The class is a ``BatchNorm1d``, not an ``nn.SyncBatchNorm``: torch's DDP
+refuses to wrap a CPU model holding the latter. torch's refuses CPU tensors; on them this module gathers each process's count, mean and
 sum of squared deviations from its own mean, and merges them with Chan's parallel formula,
 which stays exact when the mean is much larger than the spread (``E[x^2] - E[x]^2`` in float32
 loses everything then: at a mean of 1,000, float32 squares carry an error of about 0.06, far
@@ -45,7 +46,7 @@ def merged_moments(x: Tensor) -> tuple:
 
 
 @MODELS.register_module('SyncBN1dAnyDevice')
-class SyncBatchNorm1d(nn.SyncBatchNorm):
+class SyncBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm over (N, C) features whose batch statistics cover every process.
 
     CUDA tensors take ``nn.SyncBatchNorm``'s own path; CPU tensors in distributed training
@@ -55,9 +56,12 @@ class SyncBatchNorm1d(nn.SyncBatchNorm):
     ``norm_cfg=dict(type='SyncBN1dAnyDevice')``.
     """
 
+    process_group = None  # the world, as nn.SyncBatchNorm's default
+    _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
+
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_cuda:
-            return super().forward(x)
+        if x.is_cuda:  # torch's synchronised path (it falls back to batch norm by itself)
+            return nn.SyncBatchNorm.forward(self, x)
         distributed = self.training and dist.is_available() and dist.is_initialized() and \
             dist.get_world_size() > 1
         if not distributed:  # torch's SyncBatchNorm would refuse a CPU tensor here
