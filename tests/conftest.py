@@ -78,6 +78,17 @@ def require(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def autograd_stays_enabled():
+    """A test (or a tool's ``main`` it calls in-process) that leaves autograd off fails itself,
+    instead of failing every later test that back-propagates."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail('this test left autograd disabled (torch.set_grad_enabled(False) outside a '
+                    'context)')
+
+
 @pytest.fixture(scope='session')
 def nuscenes_sweep() -> np.ndarray:
     """The real nuScenes LIDAR_TOP sweep, (34688, 5) float32."""

@@ -520,8 +520,20 @@ def _reference_inputs(m=300, d=16, e_dim=32, seed=0):
     return [torch.tensor(a, dtype=torch.float32) for a in (k, q, e, probe_k, probe_q)]
 
 
+@pytest.fixture
+def iteration_zero():
+    """The recorded values are those of iteration 0 (PPKT's draw depends on the iteration that
+    mmengine's MessageHub holds, which earlier tests' runners leave at other values)."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    before = hub.get_info('iter')
+    hub.update_info('iter', 0)
+    yield
+    hub.update_info('iter', before)
+
+
 @pytest.mark.parametrize('name', list(REFERENCE_CONFIGS))
-def test_values_and_gradients_equal_those_before_the_refactor(name):
+def test_values_and_gradients_equal_those_before_the_refactor(name, iteration_zero):
     """Recorded with the code before the refactor (commit 3b8f1ee) on these inputs: the value
     and two gradient probes (sum of gradient times a fixed random tensor) of every loss. Only
     float32 rounding may differ (rtol 1e-5); on the recording machine they were bit-equal."""

