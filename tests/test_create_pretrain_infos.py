@@ -135,3 +135,41 @@ def test_infos_splits_and_calibration(tmp_path):
     static = np.linalg.inv(_matrix(cs['cs_CAM_FRONT'])) @ _matrix(cs['cs_lidar'])
     moved = np.asarray(info['images']['CAM_FRONT']['lidar2cam'])
     assert np.abs(static @ in_lidar - moved @ in_lidar).max() > 0.3
+
+
+def test_the_shipped_hold_out_is_slidrs_100_train_scenes():
+    """The default list ships with the package: 100 distinct official train scenes, so the
+    pretraining split is the other 600 of v1.0-trainval's 700."""
+    from nuscenes.utils import splits
+
+    from projects.img2lidar.preparation.pretrain_infos import split_scenes
+    from projects.img2lidar.splits import NUSCENES_PRETRAIN_VAL_SCENES, read_name_list
+    names = read_name_list(NUSCENES_PRETRAIN_VAL_SCENES)
+    assert len(names) == len(set(names)) == 100
+    assert set(names) <= set(splits.train) and not set(names) & set(splits.val)
+    scenes = split_scenes('v1.0-trainval', names)
+    assert (len(scenes['pretrain']), len(scenes['pretrain_val']), len(scenes['train'])) == \
+        (600, 100, 700)
+    import inspect
+    default = inspect.signature(create_pretrain_infos).parameters['pretrain_val_scenes'].default
+    assert default == str(NUSCENES_PRETRAIN_VAL_SCENES)
+
+
+def test_a_missing_hold_out_list_is_an_error_naming_it(tmp_path):
+    """A missing list would hold out nothing and change the experiment: it is an error, before
+    any nuScenes file is read; only None holds out no scene."""
+    missing = tmp_path / 'nowhere' / 'scenes.txt'
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        create_pretrain_infos(str(tmp_path / 'no_root'), pretrain_val_scenes=str(missing))
+
+
+def test_the_hold_out_is_found_from_any_working_directory(tmp_path):
+    """After ``pip install -e .`` the package and its split list load from anywhere."""
+    import subprocess
+    import sys
+    code = ('from projects.img2lidar.splits import NUSCENES_PRETRAIN_VAL_SCENES as p, '
+            'read_name_list; print(len(read_name_list(p)))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=''))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '100'
