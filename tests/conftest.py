@@ -203,6 +203,24 @@ randomness = dict(seed=0)
     return path
 
 
+def short_schedule(cfg: Config, iters: int, shuffle: bool) -> None:
+    """Make a config's training ``iters`` iterations of batch 1 in this process (no workers),
+    at a constant lr 0.05, without validation, testing or custom hooks, with a log row per
+    iteration and a checkpoint at the end."""
+    cfg.train_dataloader.update(batch_size=1, num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=shuffle)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
+    cfg.param_scheduler = []
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.custom_hooks = []
+    cfg.optim_wrapper.optimizer.lr = 0.05
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
+    cfg.randomness = dict(seed=0)
+
+
 def small_pretrain_cfg(config: str, root: Path, work_dir: Path, iters: int,
                        crop=(112, 208)) -> Config:
     """A shipped pretraining config made small for CPU tests on the real sample: small
@@ -216,18 +234,7 @@ def small_pretrain_cfg(config: str, root: Path, work_dir: Path, iters: int,
     for t in ds.pipeline:  # quarter-size crops keep the CPU test short
         if t['type'] == 'PairedRandomResizedCrop':
             t.update(size=crop, min_pairs_per_image=128, min_pairs=256)
-    cfg.train_dataloader.update(batch_size=1, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
-    cfg.param_scheduler = []
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
-    cfg.custom_hooks = []
-    cfg.optim_wrapper.optimizer.lr = 0.05
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
-    cfg.randomness = dict(seed=0)
+    short_schedule(cfg, iters, shuffle=True)
     cfg.work_dir = str(work_dir)
     if cfg.model.student.type == 'Cylinder3DStudent':
         cfg.model.student.backbone.base_channels = 8

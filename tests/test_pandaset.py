@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 from conftest import (PANDASET_SAMPLE, PYTHON, REPO_ROOT, deterministic_pretrain_pipeline,
                       require, run_tool, sample_info_file, small_pretrain_overrides,
-                      train_in_process, values)
+                      short_schedule, train_in_process, values)
 from projects.img2lidar.datasets import PandaSetSegDataset
 from projects.img2lidar.preparation.pandaset_infos import POINT_COLUMNS, create_pandaset_infos
 
@@ -312,18 +312,7 @@ def test_mixed_nuscenes_pandaset_pretraining_trains(converted, superpixels, nusc
                 t.update(size=(112, 208), min_pairs_per_image=128, min_pairs=256)
     assert nus.pipeline[0].load_dim == 5 and panda.pipeline[0].load_dim == 6
     assert nus.pipeline[0].use_dim == panda.pipeline[0].use_dim == [0, 1, 2, 3]
-    cfg.train_dataloader.update(batch_size=1, num_workers=0, persistent_workers=False,
-                                sampler=dict(type='InfiniteSampler', shuffle=False))
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
-    cfg.param_scheduler = []
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
-    cfg.custom_hooks = []
-    cfg.optim_wrapper.optimizer.lr = 0.05
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2, by_epoch=False)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
-    cfg.randomness = dict(seed=0)
+    short_schedule(cfg, iters=2, shuffle=False)
     cfg.work_dir = str(tmp_path / 'work')
     small_pretrain_overrides(cfg)
     runner, logs = train_in_process(cfg)
