@@ -88,8 +88,13 @@ def test_without_a_process_group_it_is_batch_norm():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
-def test_cuda_tensors_take_torch_sync_batch_norm():
+def test_cuda_tensors_take_torch_sync_batch_norm(monkeypatch):
+    calls = []
+    torch_forward = torch.nn.SyncBatchNorm.forward
+    monkeypatch.setattr(torch.nn.SyncBatchNorm, 'forward',
+                        lambda self, x: calls.append(x.shape) or torch_forward(self, x))
     bn = SyncBatchNorm1d(4).cuda()
     x = torch.randn(10, 4, device='cuda')
     torch.testing.assert_close(bn(x), torch.nn.functional.batch_norm(
         x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps))
+    assert calls == [(10, 4)]  # through torch's SyncBatchNorm forward

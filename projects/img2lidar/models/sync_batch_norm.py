@@ -2,7 +2,8 @@
 
 On CUDA tensors it runs torch's own ``nn.SyncBatchNorm`` forward (fused kernels, statistics
 gathered with NCCL). The class is a ``BatchNorm1d``, not an ``nn.SyncBatchNorm``: torch's DDP
-refuses to wrap a CPU model holding the latter. torch's refuses CPU tensors; on them this module gathers each process's count, mean and
+refuses to wrap a CPU model holding the latter. torch's forward refuses CPU tensors; on them
+this module gathers each process's count, mean and
 sum of squared deviations from its own mean, and merges them with Chan's parallel formula,
 which stays exact when the mean is much larger than the spread (``E[x^2] - E[x]^2`` in float32
 loses everything then: at a mean of 1,000, float32 squares carry an error of about 0.06, far
