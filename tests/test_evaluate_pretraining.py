@@ -1,12 +1,14 @@
 """The evaluation harness (tools/evaluate_pretraining.py) on tiny protocols: 1-iteration
 MinkUNet finetunes of a pretrained checkpoint on the SemanticKITTI fixture, through
 tools/train.py and tools/test.py as a user runs them; the shipped protocols; the resume rule;
-the statistics."""
+pretraining seeds; failed seeds; the work folder's lock; the statistics."""
 import importlib.util
 import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,9 @@ from projects.img2lidar.evaluation.harness import (checkpoint_argument, default_
                                                    evaluate, next_step, plan)
 from projects.img2lidar.evaluation.protocol import ProtocolError, load_protocol
 from projects.img2lidar.evaluation.report import read_evaluation, write_evaluation
-from projects.img2lidar.evaluation.run_folder import RunFolderConflict
+from projects.img2lidar.evaluation.run_folder import RunFolderConflict, write_json
 from projects.img2lidar.evaluation.statistics import summarize
+from projects.img2lidar.evaluation.work_lock import WorkFolderLocked, work_folder_lock
 
 #: the cfg option of conftest.finetune_config's checkpoint (mmdet3d's backbone Pretrained init)
 CHECKPOINT_OPTION = 'model.backbone.init_cfg.checkpoint'
@@ -141,7 +144,7 @@ def test_two_protocols_two_seeds_kept_and_resumed(tiny, tmp_path, capsys):
     assert (f"| finetune title | `{tiny['config']}` | train | 0.0001 | 0.0001 | 1 iteration | 1 | "
             "the fixture scan (train_dataloader.dataset.ann_file='semantickitti_infos.pkl') |"
             ) in md
-    assert f'- checkpoint: `{ckpt}`' in md and '- seeds (`randomness.seed`): 0, 1;' in md
+    assert f'- checkpoint: `{ckpt}`' in md and '- evaluation seeds (`randomness.seed`): 0, 1;' in md
     results = read_evaluation(str(work / 'alpha'))
 
     # a second call keeps every finished job
@@ -293,21 +296,23 @@ def test_shipped_protocols(tmp_path):
     text.write_bytes(b'x')
     slidr = load_protocol('slidr')
     assert slidr.seeds == 3 and [r.title for r in slidr.runs] == [
-        'linear probe', 'nuScenes 1%', 'SemanticKITTI 1%']
+        'linear probe, nuScenes', 'nuScenes 1%', 'SemanticKITTI 1%']
     jobs = plan(slidr, str(ckpt), [0, 1, 2], str(tmp_path / 'w'), Launcher('pytorch', 2))
     assert len(jobs) == 9
     assert 'train_dataloader.batch_size=8' in jobs[0].options
     assert f'model.init_cfg.checkpoint={ckpt}' in jobs[0].options
     demo = load_protocol('demo')
-    assert [r.title for r in demo.runs] == ['linear probe', 'few-shot finetune']
+    assert [r.title for r in demo.runs] == ['linear probe, demo world', 'demo world 25%']
     assert len(plan(demo, None, [0], str(tmp_path / 'w'), Launcher())) == 2
     zero = load_protocol('zero-shot')
     with pytest.raises(ProtocolError, match='model.text_embeddings'):
         plan(zero, str(ckpt), [0], str(tmp_path / 'w'), Launcher())
     assert len(plan(zero, str(ckpt), [0], str(tmp_path / 'w'), Launcher(),
                     [f'model.text_embeddings={text}'])) == 1
+    assert [r.title for r in zero.runs] == ['zero-shot, nuScenes']
     pandaset = load_protocol('pandaset')
     assert pandaset.runs[0].config.endswith('minkunet34_linear-probe_2xb8-100e_pandaset.py')
+    assert [r.title for r in pandaset.runs] == ['linear probe, PandaSet']
     assert len(plan(pandaset, str(ckpt), [0, 1], str(tmp_path / 'w'), Launcher())) == 2
 
 
@@ -319,6 +324,141 @@ def test_statistics_known_values():
     s = summarize([40.1, float('nan'), 40.5, 39.9, 40.3])
     assert s.values == (40.1, 40.5, 39.9, 40.3) and s.mean == pytest.approx(40.2)
     assert s.std == pytest.approx(np.std([40.1, 40.5, 39.9, 40.3], ddof=1))
+    # the NaN is kept as a failed position, not dropped: 4 of 5 values are summarised
+    assert (s.n, s.total, s.non_finite) == (4, 5, (1, ))
+    assert s.to_dict()['non_finite'] == [1] and s.to_dict()['n_total'] == 5
     assert summarize([7.0]).std is None and summarize([7.0]).ci is None
-    assert summarize([float('nan')]) is None
+    s = summarize([float('nan'), None, float('inf')])
+    assert s.mean is None and s.non_finite == (0, 1, 2) and s.total == 3
+    assert summarize([]) is None
     assert math.isclose(stats.t.ppf(0.975, 2), 4.302652729911275)
+
+
+def test_json_written_through_a_unique_temporary_file(tmp_path):
+    """job.json and metrics.json go through a uniquely named temporary file: another writer's
+    ``<name>.tmp`` (the name every writer used before) is left alone, and nothing is left."""
+    other = tmp_path / 'job.json.tmp'
+    other.write_text('another writer')
+    write_json(str(tmp_path / 'job.json'), dict(a=1))
+    assert other.read_text() == 'another writer'
+    assert json.loads((tmp_path / 'job.json').read_text()) == dict(a=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['job.json', 'job.json.tmp']
+
+
+#: a second process that takes the lock of a folder (with the module alone, loaded from its
+#: file: no torch) and holds it until killed
+HOLDER = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location('work_lock', sys.argv[1])
+lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock)
+lock.acquire(sys.argv[2])
+print('held', flush=True)
+sys.stdin.read()
+"""
+
+
+def test_second_evaluation_of_a_folder_fails_at_once(tmp_path, capsys):
+    """While another process holds <work-dir>/<protocol>, the tool fails before planning,
+    naming the folder and the holder's pid; once the holder is killed (never released), the
+    lock is free: the operating system dropped it."""
+    work = tmp_path / 'work'
+    folder = work / 'demo'
+    holder = subprocess.Popen(
+        [sys.executable, '-c', HOLDER,
+         str(REPO_ROOT / 'projects' / 'img2lidar' / 'evaluation' / 'work_lock.py'), str(folder)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        main = evaluate_pretraining_main()
+        assert main(['none', '--protocol', 'demo', '--work-dir', str(work)]) == 1
+        err = capsys.readouterr().err
+        assert f'{folder} is in use by another evaluation' in err
+        assert f'pid {holder.pid} on ' in err
+        assert sorted(p.name for p in folder.iterdir()) == ['.evaluate.lock']  # nothing planned
+        with pytest.raises(WorkFolderLocked, match=f'pid {holder.pid} '):
+            evaluate(load_protocol('demo'), None, [0], str(work), 'random init', echo=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    with work_folder_lock(str(folder)) as path:  # free again; re-entrant in one process
+        with work_folder_lock(str(folder)):
+            pass
+        assert open(path).read().startswith(f'pid {os.getpid()} on ')
+
+
+def finish_jobs(jobs, miou) -> None:
+    """Record every job as finished with ``miou(job)`` (nothing runs)."""
+    for job in jobs:
+        job.folder.start(job.spec, clean=True)
+        job.folder.mark_trained()
+        value = miou(job)
+        job.folder.finish(dict(seed=job.seed, metrics=dict(miou=value, car=value)))
+
+
+def test_pretraining_seeds_and_a_failed_seed(tmp_path, capsys):
+    """Two pretraining runs of one method x two evaluation seeds: each job in
+    <run>/pretrain<p>_seed<k>, statistics over the 4 results (one of which failed: counted and
+    named, the others summarised); one checkpoint keeps <run>/seed<k>."""
+    ckpts = []
+    for p in range(2):
+        path = tmp_path / f'slidr_s{p}' / 'epoch_6.pth'
+        path.parent.mkdir()
+        path.write_bytes(f'pretraining run {p}'.encode())  # only hashed: every job is finished
+        ckpts.append(str(path))
+    demo = load_protocol('demo')
+    work = tmp_path / 'work'
+    jobs = plan(demo, ckpts, [0, 1], str(work), Launcher())
+    assert [j.name for j in jobs] == [
+        f'demo/{run}/pretrain{p}_seed{k}' for run in ('linear-probe', 'few-shot')
+        for p in (0, 1) for k in (0, 1)]
+    assert all(j.folder.path == str(work / j.name) for j in jobs)
+    assert all(f'model.init_cfg.checkpoint={ckpts[j.pretrain]}' in j.options for j in jobs)
+    value = {(j.run.name, j.pretrain, j.seed): (0.30 if j.run.name == 'linear-probe' else 0.50)
+             + 0.05 * j.pretrain + 0.01 * j.seed for j in jobs}
+    value[('few-shot', 1, 1)] = float('nan')  # diverged
+    finish_jobs(jobs, lambda j: value[(j.run.name, j.pretrain, j.seed)])
+
+    main = evaluate_pretraining_main()
+    cli = [*ckpts, '--protocol', 'demo', '--seeds', '2', '--label', 'SLidR',
+           '--work-dir', str(work)]
+    assert main(cli) == 0
+    assert capsys.readouterr().out.count('finished before, kept') == 8
+    data = json.loads((work / 'demo' / 'evaluation.json').read_text())
+    assert data['checkpoints'] == ckpts and data['seeds'] == [0, 1]
+    probe, few = data['runs']
+    assert [(r['pretrain'], r['seed']) for r in probe['results']] == [(0, 0), (0, 1), (1, 0),
+                                                                       (1, 1)]
+    assert (probe['pretraining_seeds'], probe['evaluation_seeds']) == (2, 2)
+    miou = 100 * np.array([0.30, 0.31, 0.35, 0.36])
+    assert probe['miou']['n'] == 4 and probe['failed'] == []
+    assert probe['miou']['mean'] == pytest.approx(np.mean(miou), rel=1e-12)
+    low, high = stats.t.interval(0.95, 3, loc=np.mean(miou), scale=stats.sem(miou))
+    assert probe['miou']['ci'] == pytest.approx([low, high], rel=1e-12)
+    # the failed run: named, counted, not in the statistics (over the 3 others)
+    assert few['failed'] == [dict(pretrain=1, seed=1)]
+    assert (few['miou']['n'], few['miou']['n_total'], few['miou']['non_finite']) == (3, 4, [3])
+    assert few['miou']['mean'] == pytest.approx(np.mean([50.0, 51.0, 55.0]))
+    assert math.isnan(few['results'][3]['metrics']['miou']) and few['results'][3]['failed']
+    md = (work / 'demo' / 'evaluation.md').read_text()
+    assert '- pretraining seeds: 2 pretraining runs of the method' in md
+    assert f'  - pretraining 1: `{ckpts[1]}`' in md
+    assert '- results per training run: 2 pretraining × 2 evaluation seeds' in md
+    assert '| demo world 25% | 52.00 | 2.65 |' in md  # mean, std of 50, 51, 55
+    assert '| 3 | 2 × 2 | 1: pretraining 1 / seed 1 |' in md
+    assert 'nan (pretraining 1 / seed 1)' in md
+    results = read_evaluation(str(work / 'demo'))
+    assert [r.pretrain for r in results] == [0, 0, 1, 1] * 2
+
+    # one checkpoint: today's layout; refusals before anything runs
+    assert plan(demo, ckpts[0], [0], str(tmp_path / 'one'), Launcher())[0].folder.path == str(
+        tmp_path / 'one' / 'demo' / 'linear-probe' / 'seed0')
+    copy = tmp_path / 'copy.pth'
+    shutil.copy(ckpts[0], copy)
+    with pytest.raises(ProtocolError, match='same checkpoint'):
+        plan(demo, [ckpts[0], str(copy)], [0], str(tmp_path / 'w'), Launcher())
+    with pytest.raises(ProtocolError, match='random init'):
+        plan(demo, [None, ckpts[0]], [0], str(tmp_path / 'w'), Launcher())
+    with pytest.raises(SystemExit):
+        main([*ckpts, '--protocol', 'demo'])
+    assert 'need --label' in capsys.readouterr().err

@@ -4,6 +4,8 @@
 # train scene), evaluated with SegMetric on the demo validation scenes.
 _base_ = ['../finetune/minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py', './demo_sizes.py']
 data_root = 'data/demo/'
+# the data's name in result tables (the dataset class is nuScenes')
+dataset_name = 'demo world'
 model = dict(
     backbone=_base_.demo_student_backbone,
     decode_head=dict(channels=_base_.demo_student_backbone.decoder_channels[-1]),

@@ -9,13 +9,15 @@ seeds = 1
 checkpoint_option = 'model.init_cfg.checkpoint'
 random_init_options = ['model.init_cfg=None']
 runs = [
-    dict(name='linear-probe', title='linear probe',
+    dict(name='linear-probe',
+         title='linear probe',
          config='configs/demo/minkunet-w16_linear-probe_1xb2-6e_demo.py',
          mode='train',
          pinned=dict(head_lr=0.05, epochs=6, batch=2, split=dict(
              definition='the 6 train scenes of the demo world',
              config={'train_dataloader.dataset.few_shot': None}))),
-    dict(name='few-shot', title='few-shot finetune',
+    dict(name='few-shot',
+         title='few-shot finetune',
          config='configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py',
          mode='train',
          pinned=dict(lr=0.02, head_lr=2.0, epochs=30, batch=2, split=dict(

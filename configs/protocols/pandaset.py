@@ -10,7 +10,7 @@ seeds = 3
 checkpoint_option = 'model.init_cfg.checkpoint'
 random_init_options = ['model.init_cfg=None']
 runs = [
-    dict(name='linear-probe', title='PandaSet linear probe',
+    dict(name='linear-probe',
          config='configs/linear_probe/minkunet34_linear-probe_2xb8-100e_pandaset.py',
          mode='train',
          pinned=dict(head_lr=0.05, epochs=100, batch=16, split=dict(

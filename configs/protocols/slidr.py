@@ -13,20 +13,20 @@ seeds = 3
 checkpoint_option = 'model.init_cfg.checkpoint'  # PretrainedStudent: strict load of backbone.*
 random_init_options = ['model.init_cfg=None']
 runs = [
-    dict(name='linear-probe', title='linear probe',
+    dict(name='linear-probe',
          config='configs/linear_probe/minkunet34_linear-probe_2xb8-100e_nuscenes-lidarseg.py',
          mode='train',
          pinned=dict(head_lr=0.05, epochs=100, batch=16, split=dict(
              definition='all 700 nuScenes lidarseg train scenes; val: the 150 val scenes',
              config={'train_dataloader.dataset.few_shot': 100}))),
-    dict(name='nuscenes-1pct', title='nuScenes 1%',
+    dict(name='nuscenes-1pct',
          config='configs/finetune/minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py',
          mode='train',
          pinned=dict(lr=0.02, head_lr=2.0, epochs=100, batch=16, split=dict(
              definition="SLidR's 1%: every 100th train scene in scene-table order; val: the "
              '150 val scenes',
              config={'train_dataloader.dataset.few_shot': 1}))),
-    dict(name='semantickitti-1pct', title='SemanticKITTI 1%',
+    dict(name='semantickitti-1pct',
          config='configs/finetune/minkunet34_2xb8-100e_semantickitti-1pct.py',
          mode='train',
          pinned=dict(lr=0.02, head_lr=2.0, epochs=100, batch=16, split=dict(

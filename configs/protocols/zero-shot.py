@@ -7,7 +7,7 @@ description = ('Zero-shot nuScenes lidarseg: CLIP-distilled MinkUNet-34 point fe
                'labelled by the nearest class text embedding (no 3D label used)')
 seeds = 1
 runs = [
-    dict(name='zero-shot', title='zero-shot',
+    dict(name='zero-shot',
          config='configs/zero_shot/zeroshot_minkunet34_clip-vitb16_nuscenes-lidarseg.py',
          mode='test',
          required_files=['model.text_embeddings'],

@@ -1,5 +1,9 @@
 """A bar chart of mIoU per protocol and method, with the confidence interval over seeds as
-error bars and every seed's value as a dot."""
+error bars and every seed's value as a dot; failed runs (non-finite mIoU) are counted under
+their bar."""
+import os
+import os.path as osp
+import tempfile
 from typing import Sequence
 
 from .results import RunResult, group, miou_summary
@@ -7,12 +11,13 @@ from .statistics import CONFIDENCE
 
 
 def bar_chart(results: Sequence[RunResult], path: str, title: str) -> None:
-    """Write a PNG: one group of bars per protocol, one bar per method (its mean mIoU %), error
-    bars spanning the confidence interval where there are several seeds.
+    """Write a PNG: one group of bars per protocol, one bar per method (its mean mIoU % over
+    the runs that did not fail), error bars spanning the confidence interval where there are
+    several, and 'k failed' written at the foot of a bar whose group has failed runs.
 
     Args:
         results (Sequence[RunResult]): The runs.
-        path (str): The PNG file.
+        path (str): The PNG file (written whole or not at all).
         title (str): The chart's title.
     """
     import matplotlib
@@ -31,6 +36,11 @@ def bar_chart(results: Sequence[RunResult], path: str, title: str) -> None:
                 continue
             s = miou_summary(runs)
             x = j + (i - (len(methods) - 1) / 2) * width
+            if s.non_finite:
+                ax.text(x, 0, f'{len(s.non_finite)} failed', rotation=90, ha='center',
+                        va='bottom', fontsize=7, color='red')
+            if s.mean is None:
+                continue
             xs.append(x)
             means.append(s.mean)
             low.append(s.mean - s.ci[0] if s.ci else 0.0)
@@ -44,5 +54,14 @@ def bar_chart(results: Sequence[RunResult], path: str, title: str) -> None:
     if len(methods) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            fig.savefig(f, dpi=120, format='png')
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if osp.exists(tmp):
+            os.remove(tmp)

@@ -1,6 +1,14 @@
 """The evaluation harness: every run of a protocol, for every seed, as an ordinary job of the
 repository's tools in its own work folder ``<work-dir>/<protocol>/<run>/seed<k>``.
 
+A method may be evaluated from several pretraining runs (its pretraining seeds): each
+checkpoint p, with every evaluation seed k, is a job in ``<run>/pretrain<p>_seed<k>``, and the
+statistics are over all (pretraining seed, evaluation seed) results. One checkpoint keeps the
+``<run>/seed<k>`` layout.
+
+One evaluation at a time works in ``<work-dir>/<protocol>``: :func:`evaluate` holds an
+exclusive lock on it (:mod:`.work_lock`), and a second one fails at once, naming the holder.
+
 Resume rule, per job (:func:`next_step`):
 
 - ``metrics.json`` present: finished, kept as it is (never run again);
@@ -31,9 +39,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from .commands import Command, Launcher, test_command, train_command
 from .pinned import batch_options, check_pinned, config_value, resolved_config
 from .protocol import Protocol, ProtocolError, ProtocolRun
-from .results import Evaluation, RunResult
+from .results import Evaluation, RunResult, as_checkpoints
 from .run_folder import RunFolder
 from .run_logs import final_validation, last_seg_metrics, seg_metrics
+from .work_lock import work_folder_lock
 
 Log = Callable[[str], None]
 
@@ -49,16 +58,18 @@ def say(message: str) -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """One protocol run with one seed.
+    """One protocol run with one seed, from one pretraining checkpoint.
 
     Attributes:
         protocol (str): The protocol's name.
         run (ProtocolRun): The run.
-        seed (int): ``randomness.seed``.
+        seed (int): ``randomness.seed`` (the evaluation seed).
         checkpoint (str, optional): The evaluated pretraining checkpoint (None: random init).
         options (tuple[str, ...]): Every ``--cfg-options`` entry the tools get.
         folder (RunFolder): Its work folder.
         spec (dict): What it is (:func:`job_spec`).
+        pretrain (int, optional): The checkpoint's index (pretraining seed) when several are
+            evaluated; None for one.
     """
     protocol: str
     run: ProtocolRun
@@ -67,11 +78,18 @@ class Job:
     options: Tuple[str, ...]
     folder: RunFolder
     spec: dict
+    pretrain: Optional[int] = None
 
     @property
     def name(self) -> str:
-        """str: ``<protocol>/<run>/seed<k>``."""
-        return f'{self.protocol}/{self.run.name}/seed{self.seed}'
+        """str: ``<protocol>/<run>/<folder>`` (:func:`job_folder_name`)."""
+        return f'{self.protocol}/{self.run.name}/{job_folder_name(self.pretrain, self.seed)}'
+
+
+def job_folder_name(pretrain: Optional[int], seed: int) -> str:
+    """``seed<k>`` for the one checkpoint of an evaluation, ``pretrain<p>_seed<k>`` for
+    checkpoint p of several."""
+    return f'seed{seed}' if pretrain is None else f'pretrain{pretrain}_seed{seed}'
 
 
 def file_digest(path: Optional[str]) -> Optional[str]:
@@ -126,45 +144,81 @@ def check_inputs(run: ProtocolRun, cfg) -> None:
                                 f'({path!r} does not exist); pass it with --cfg-options {key}=PATH')
 
 
-def plan(protocol: Protocol, checkpoint: Optional[str], seeds: Sequence[int], work_dir: str,
+def checked_checkpoints(checkpoints) -> List[Tuple[Optional[str], Optional[str]]]:
+    """The evaluated checkpoints as (absolute path, SHA-256), checked.
+
+    Args:
+        checkpoints (str | None | Sequence[str | None]): One checkpoint (None: random init) or
+            several pretraining runs of one method.
+
+    Raises:
+        ProtocolError: A checkpoint that does not exist; random init among several; one
+            checkpoint given twice (by path or by contents).
+    """
+    checkpoints = as_checkpoints(checkpoints)
+    if not checkpoints:
+        raise ProtocolError('no checkpoint to evaluate')
+    if len(checkpoints) > 1 and None in checkpoints:
+        raise ProtocolError('random init (none) has no pretraining seeds: evaluate it alone, '
+                            'its evaluation seeds are --seeds')
+    out = []
+    for checkpoint in checkpoints:
+        if checkpoint is not None and not osp.isfile(checkpoint):
+            raise ProtocolError(f'checkpoint {checkpoint} does not exist')
+        path = osp.abspath(checkpoint) if checkpoint else None
+        out.append((path, file_digest(path)))
+    for i, (path, digest) in enumerate(out):
+        for j in range(i):
+            if digest is not None and out[j][1] == digest:
+                raise ProtocolError(f'{path} and {out[j][0]} are the same checkpoint (same '
+                                    'contents): pretraining seeds must be different runs')
+    return out
+
+
+def plan(protocol: Protocol, checkpoints, seeds: Sequence[int], work_dir: str,
          launcher: Launcher, options: Sequence[str] = ()) -> List[Job]:
     """The jobs of an evaluation, each checked before any of them runs.
 
     Args:
         protocol (Protocol): The protocol.
-        checkpoint (str, optional): The pretraining checkpoint; None for random init.
-        seeds (Sequence[int]): The seeds of the training runs (test-only runs use the first).
-        work_dir (str): ``<work-dir>``; the jobs go to ``<work-dir>/<protocol>/<run>/seed<k>``.
+        checkpoints (str | None | Sequence[str]): The pretraining checkpoint (None for random
+            init), or several pretraining runs of one method (its pretraining seeds 0, 1, ...).
+        seeds (Sequence[int]): The evaluation seeds of the training runs (test-only runs use
+            the first).
+        work_dir (str): ``<work-dir>``; the jobs go to ``<work-dir>/<protocol>/<run>/seed<k>``
+            (one checkpoint) or ``.../<run>/pretrain<p>_seed<k>`` (several).
         launcher (Launcher): How jobs start (its number of processes shares the batch).
         options (Sequence[str]): More ``--cfg-options`` for every run (data roots, text
             embeddings ...); they may not change a pinned value.
 
     Returns:
-        list[Job]: Run by run, seed by seed.
+        list[Job]: Run by run, checkpoint by checkpoint, seed by seed.
 
     Raises:
         ProtocolError: A pinned value, input file or checkpoint that does not fit.
         RunFolderConflict: A work folder that holds another job.
     """
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise ProtocolError(f'checkpoint {checkpoint} does not exist')
-    checkpoint = osp.abspath(checkpoint) if checkpoint else None
-    digest = file_digest(checkpoint)
+    checked = checked_checkpoints(checkpoints)
+    several = len(checked) > 1
     jobs = []
     for run in protocol.runs:
-        base = [*run.cfg_options, *checkpoint_options(run, checkpoint), *options]
         batch = batch_options(run, launcher.processes)
-        cfg = resolved_config(run.config, [*base, *batch])
-        check_pinned(run, cfg)
-        check_inputs(run, cfg)
-        for seed in (seeds if run.trains else seeds[:1]):
-            folder = RunFolder(osp.join(work_dir, protocol.name, run.name, f'seed{seed}'))
-            seed_option = [f'randomness.seed={seed}']
-            spec = job_spec(run, seed, checkpoint, digest, [*base, *seed_option])
-            folder.check_owned()
-            folder.check_spec(spec)
-            jobs.append(Job(protocol.name, run, seed, checkpoint, (*base, *batch, *seed_option),
-                            folder, spec))
+        for pretrain, (checkpoint, digest) in enumerate(checked):
+            base = [*run.cfg_options, *checkpoint_options(run, checkpoint), *options]
+            if pretrain == 0:  # the options differ by the checkpoint's path only
+                cfg = resolved_config(run.config, [*base, *batch])
+                check_pinned(run, cfg)
+                check_inputs(run, cfg)
+            for seed in (seeds if run.trains else seeds[:1]):
+                index = pretrain if several else None
+                folder = RunFolder(osp.join(work_dir, protocol.name, run.name,
+                                            job_folder_name(index, seed)))
+                seed_option = [f'randomness.seed={seed}']
+                spec = job_spec(run, seed, checkpoint, digest, [*base, *seed_option])
+                folder.check_owned()
+                folder.check_spec(spec)
+                jobs.append(Job(protocol.name, run, seed, checkpoint,
+                                (*base, *batch, *seed_option), folder, spec, index))
     return jobs
 
 
@@ -272,15 +326,22 @@ def run_job(job: Job, launcher: Launcher, log: Log = say, echo: bool = True) -> 
     return step
 
 
-def evaluate(protocol: Protocol, checkpoint: Optional[str], seeds: Sequence[int],
-             work_dir: str, label: str, launcher: Launcher = Launcher(),
-             options: Sequence[str] = (), log: Log = say, echo: bool = True) -> Evaluation:
-    """Run (or keep) every job of a protocol for one checkpoint and gather their results.
+def evaluation_folder(work_dir: str, protocol: Protocol) -> str:
+    """str: ``<work-dir>/<protocol>``: the jobs' folders, the report, the lock."""
+    return osp.join(work_dir, protocol.name)
+
+
+def evaluate(protocol: Protocol, checkpoints, seeds: Sequence[int], work_dir: str, label: str,
+             launcher: Launcher = Launcher(), options: Sequence[str] = (), log: Log = say,
+             echo: bool = True) -> Evaluation:
+    """Run (or keep) every job of a protocol for one method and gather their results, holding
+    the lock of ``<work-dir>/<protocol>`` throughout.
 
     Args:
         protocol (Protocol): The protocol.
-        checkpoint (str, optional): The pretraining checkpoint; None for random init.
-        seeds (Sequence[int]): The seeds.
+        checkpoints (str | None | Sequence[str]): The pretraining checkpoint (None for random
+            init), or several pretraining runs of the method (its pretraining seeds).
+        seeds (Sequence[int]): The evaluation seeds.
         work_dir (str): ``<work-dir>`` (see :func:`plan`).
         label (str): The method's label in the results.
         launcher (Launcher): How jobs start.
@@ -290,14 +351,20 @@ def evaluate(protocol: Protocol, checkpoint: Optional[str], seeds: Sequence[int]
 
     Returns:
         Evaluation: The results, one per job.
+
+    Raises:
+        WorkFolderLocked: When another evaluation works in ``<work-dir>/<protocol>``.
     """
-    jobs = plan(protocol, checkpoint, seeds, work_dir, launcher, options)
-    evaluation = Evaluation(protocol, label, osp.abspath(checkpoint) if checkpoint else None,
-                            tuple(seeds), launcher, tuple(options))
-    for job in jobs:
-        evaluation.steps[job.name] = run_job(job, launcher, log, echo)
-        evaluation.results.append(RunResult(label, job.run.title, job.seed,
-                                            job.folder.metrics()['metrics']))
+    with work_folder_lock(evaluation_folder(work_dir, protocol)):
+        jobs = plan(protocol, checkpoints, seeds, work_dir, launcher, options)
+        evaluation = Evaluation(protocol, label,
+                                tuple(osp.abspath(c) if c else None
+                                      for c in as_checkpoints(checkpoints)),
+                                tuple(seeds), launcher, tuple(options))
+        for job in jobs:
+            evaluation.steps[job.name] = run_job(job, launcher, log, echo)
+            evaluation.results.append(RunResult(label, job.run.title, job.seed,
+                                                job.folder.metrics()['metrics'], job.pretrain))
     return evaluation
 
 

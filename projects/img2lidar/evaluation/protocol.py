@@ -8,7 +8,7 @@ A protocol file is an mmengine config (Python) with these names::
     random_init_options = ['model.init_cfg=None']      # the options of the random-init baseline
     runs = [
         dict(name='nuscenes-1pct',           # its folder: <work-dir>/<protocol>/<name>/seed<k>
-             title='nuScenes 1%',            # its column in the tables
+             title='nuScenes 1%',            # its column in the tables (optional, see below)
              config='configs/finetune/minkunet34_2xb8-100e_nuscenes-lidarseg-1pct.py',
              mode='train',                   # 'train', 'train_test' or 'test' (see MODES)
              cfg_options=[],                 # more 'key=value' options, as tools/train.py takes
@@ -21,6 +21,12 @@ A run may override ``checkpoint_option`` and ``random_init_options``, and name
 ``required_files``: config keys whose values are input files that must exist (e.g.
 ``model.text_embeddings``). Relative config paths are relative to the repository root.
 :mod:`.pinned` checks the pinned values against the configs before anything runs.
+
+A run without a ``title`` is titled from its config (with its ``cfg_options``) by
+:func:`~.protocol_label.protocol_label`, as tools/results_table.py labels a work directory of
+the same config, so that both land in one column: 'linear probe, nuScenes', 'nuScenes 1%',
+'SemanticKITTI 1%', 'linear probe, PandaSet', 'zero-shot, nuScenes' ... (the run's name when the
+config has no dataset to tell).
 """
 import os.path as osp
 import re
@@ -146,6 +152,25 @@ def load_protocol(name_or_path: str) -> Protocol:
                     seeds=seeds, runs=runs)
 
 
+def config_title(config: str, spec: dict) -> str:
+    """The title of a run without one: the protocol label of its config with its options
+    (:func:`~.protocol_label.protocol_label`), or its name when the config has no dataset.
+
+    Raises:
+        ProtocolError: When the config cannot be read.
+    """
+    from .pinned import resolved_config
+    from .protocol_label import ConfigLabelError, protocol_label
+    try:
+        cfg = resolved_config(config, spec.get('cfg_options', ()))
+    except Exception as e:  # noqa: BLE001 (mmengine raises many kinds on a bad config)
+        raise ProtocolError(f"run {spec['name']!r}: cannot read its config {config}: {e}") from e
+    try:
+        return protocol_label(cfg, config)
+    except ConfigLabelError:
+        return spec['name']
+
+
 def _run(path: str, spec: dict, protocol: dict) -> ProtocolRun:
     """One checked :class:`ProtocolRun` of the protocol file ``path``."""
     where = f"{path}: run {spec.get('name')!r}"
@@ -170,7 +195,7 @@ def _run(path: str, spec: dict, protocol: dict) -> ProtocolRun:
         raise ProtocolError(f"{where}: its config {spec['config']} does not exist (the "
                             f"protocol: {protocol.get('description', '-')})")
     return ProtocolRun(
-        name=spec['name'], title=spec.get('title', spec['name']), config=config,
+        name=spec['name'], title=spec.get('title') or config_title(config, spec), config=config,
         mode=spec['mode'], cfg_options=tuple(spec.get('cfg_options', ())), pinned=pinned,
         checkpoint_option=spec.get('checkpoint_option', protocol.get('checkpoint_option')),
         random_init_options=tuple(spec.get('random_init_options',

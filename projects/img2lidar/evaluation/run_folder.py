@@ -1,5 +1,7 @@
 """The work folder of one evaluation job (one protocol run, one seed) and what it says about the
-job: ``<work-dir>/<protocol>/<run>/seed<k>/``.
+job: ``<work-dir>/<protocol>/<run>/seed<k>/``, or ``<work-dir>/<protocol>/<run>/
+pretrain<p>_seed<k>/`` for pretraining seed p of a method evaluated from several pretraining
+runs.
 
 Files the harness writes there, besides the tools' own (checkpoints, mmengine's log folders):
 
@@ -17,6 +19,8 @@ import os.path as osp
 import shutil
 from typing import Optional
 
+from .atomic_file import write_json_atomic
+
 SPEC_FILE = 'job.json'
 METRICS_FILE = 'metrics.json'
 TEST_DIR = 'test'
@@ -27,11 +31,9 @@ class RunFolderConflict(RuntimeError):
 
 
 def write_json(path: str, obj) -> None:
-    """Write ``obj`` as JSON so that a reader never sees a partial file."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON so that a reader never sees a partial file (a uniquely named
+    temporary file in the same folder, then ``os.replace``)."""
+    write_json_atomic(path, obj)
 
 
 def read_json(path: str):
@@ -44,7 +46,7 @@ class RunFolder:
     """One job's work folder.
 
     Args:
-        path (str): ``<work-dir>/<protocol>/<run>/seed<k>``.
+        path (str): ``<work-dir>/<protocol>/<run>/[pretrain<p>_]seed<k>``.
     """
 
     def __init__(self, path: str) -> None:
