@@ -30,8 +30,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None, local_rank: int = 0):
     """The config with the command line applied: options merged, work dir set (default
-    ``work_dirs/<config name>``), launcher recorded, and gloo where there is no CUDA."""
+    ``work_dirs/<config name>``), launcher recorded, gloo where there is no CUDA, and the tiny
+    sizes of :mod:`.tiny_sizes` when ``IMG2LIDAR_TINY=1`` (smoke runs of the documented
+    commands)."""
     from mmengine.config import Config
+
+    from .tiny_sizes import shrink_config, tiny_enabled
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
@@ -42,6 +46,8 @@ def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict]
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     use_cpu_backend(cfg)
+    if tiny_enabled():
+        shrink_config(cfg, log=lambda line: print(line, flush=True))
     return cfg
 
 

@@ -40,8 +40,21 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     run would have seen, and an interrupted-and-resumed run ends with the same iteration count,
     learning-rate schedule and checkpoints as an uninterrupted one.
 
-    Arguments are those of ``EpochBasedTrainLoop``.
+    Args:
+        start_epoch (int): Epochs counted as done before the run starts (their iterations
+            too), so that the run trains only the epochs after them. 0 (the default) trains
+            them all. The tiny smoke runs of the documented commands (``IMG2LIDAR_TINY=1``,
+            :mod:`.tiny_sizes`) set it to ``max_epochs - 1``: one epoch runs, and the
+            validation and the checkpoint names are those of the schedule's last epoch.
+        *args, **kwargs: Those of ``EpochBasedTrainLoop``.
     """
+
+    def __init__(self, *args, start_epoch: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0 <= start_epoch < self._max_epochs:
+            raise ValueError(f'start_epoch {start_epoch} is outside [0, {self._max_epochs})')
+        self._epoch = start_epoch
+        self._iter = start_epoch * len(self.dataloader)
 
     def run_epoch(self) -> None:
         """Iterate over one epoch, starting after the batches a resumed checkpoint has seen."""
