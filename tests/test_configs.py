@@ -77,13 +77,15 @@ def test_pretraining_config_names_tell_the_truth(path):
     assert m['dataset'] == '-'.join(names)
 
 
-def test_finetuning_reads_the_checkpoint_the_readme_pretraining_writes():
-    """The README's pretraining command writes (mmengine's default work dir) the checkpoint that
-    the finetuning and probing configs of its student load by default; those of the other
-    students name an existing pretraining config's last epoch the same way."""
-    readme = (REPO_ROOT / 'README.md').read_text()
-    m = re.search(r'tools/train\.py (configs/st-slidr/\S+\.py)\n# -> (\S+\.pth)', readme)
-    assert m, 'the README shows no pretraining command with its output'
+def test_finetuning_reads_the_checkpoint_the_documented_pretraining_writes():
+    """The documented pretraining command (docs/get_started.md) writes, in mmengine's default
+    work dir, the checkpoint the docs name and the finetuning and probing configs of its student
+    load by default; those of the other students name an existing pretraining config's last
+    epoch the same way. (tests/test_doc_commands.py runs the commands themselves.)"""
+    doc = (REPO_ROOT / 'docs' / 'get_started.md').read_text()
+    m = re.search(r'tools/train\.py (configs/st-slidr/\S+\.py)\n```\n\nThis writes `(\S+\.pth)`',
+                  doc)
+    assert m, 'docs/get_started.md shows no pretraining command with its output'
     config, out = m.groups()
     epochs = Config.fromfile(str(REPO_ROOT / config)).train_cfg.max_epochs
     assert out == f'work_dirs/{os.path.splitext(os.path.basename(config))[0]}/epoch_{epochs}.pth'
@@ -97,3 +99,71 @@ def test_finetuning_reads_the_checkpoint_the_readme_pretraining_writes():
             assert Config.fromfile(pretrain[0]).train_cfg.max_epochs == int(name.group(2))
             if os.path.basename(path).startswith('minkunet34_'):
                 assert ckpt == out, path
+
+
+#: configs/README.md's words for what a config holds (the table's vocabulary)
+_LOSS_WORDS = {'SuperpixelInfoNCELoss': 'SLidR InfoNCE', 'RelationalLoss': 'relational',
+               'PPKTLoss': 'PPKT', 'SimilarityLoss': 'similarity'}
+_TEACHER_WORDS = {'ResNet': 'ResNet-50', 'DilatedMobileNetV2': 'MobileNetV2 (ImageNet)'}
+
+
+def _described(cfg) -> dict:
+    """What configs/README.md's pretraining tables state of a config, read from the config."""
+    model = cfg.model
+    student = model.student
+    if student.type == 'Cylinder3DStudent':
+        student_word = 'Cylinder3D'
+    else:
+        width = student.backbone.base_channels
+        student_word = 'MinkUNet-34' if width == 32 else f'MinkUNet w{width}'
+        if model.data_preprocessor.voxel_type == 'minkunet_cylindrical':
+            student_word += ', cylindrical voxels'
+    teacher = model.teacher
+    if teacher.type == 'FrozenImageTeacher':
+        teacher_word = _TEACHER_WORDS[teacher.backbone.type.split('.')[-1]]
+    elif teacher.type == 'CLIPImageTeacher':
+        teacher_word = 'CLIP ViT-B/16'
+    else:  # ViTTeacher: the family and size from the checkpoint directory's name
+        name = os.path.basename(teacher.checkpoint.rstrip('/'))
+        family, size = re.match(r'(dinov[23])-vit([bl]\d+)', name).groups()
+        teacher_word = f'{family.upper().replace("DINOV", "DINOv")} ViT-{size[0].upper()}/{size[1:]}'
+    losses = []
+    for loss in model.losses.values():
+        if loss.type == 'SemanticallyTolerantLoss':
+            losses.append('ST + CB' if loss.get('balancing') else 'ST')
+        else:
+            losses.append(_LOSS_WORDS[loss.type])
+    dataset = cfg.train_dataloader.dataset
+    first = dataset.datasets[0] if dataset.type == 'ConcatDataset' else dataset
+    crop = next(t for t in first.pipeline if t['type'] == 'PairedRandomResizedCrop')['size']
+    optimizer = cfg.optim_wrapper.optimizer
+    return {
+        'losses': ' + '.join(losses), 'student': student_word, 'teacher': teacher_word,
+        'crops': 'x'.join(str(s) for s in crop), 'batch': str(cfg.train_dataloader.batch_size),
+        'epochs': str(cfg.train_cfg.max_epochs),
+        'optimiser, lr': f'{optimizer.type} {optimizer.lr:g}',
+        'validation every': str(cfg.train_cfg.val_interval) if cfg.get('val_dataloader') else '-'}
+
+
+def test_configs_readme_tables_state_what_the_configs_hold():
+    """Every row of configs/README.md's pretraining tables is checked against its config, and
+    every pretraining config has a row."""
+    text = (REPO_ROOT / 'configs' / 'README.md').read_text()
+    header = None
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')] if line.startswith('|') \
+            else None
+        if cells and cells[0] == 'config':
+            header = cells
+        elif cells and header and cells[0].startswith('['):
+            path = re.match(r'\[[^\]]+\]\(([^)]+)\)', cells[0]).group(1)
+            rows[path] = dict(zip(header[1:], cells[1:]))
+        elif not cells:
+            header = None
+    pretraining = [os.path.relpath(p, REPO_ROOT / 'configs') for p in CONFIGS
+                   if Config.fromfile(p).model.type == 'ImageLidarDistiller']
+    assert sorted(rows) == sorted(pretraining)
+    for path, stated in rows.items():
+        cfg = Config.fromfile(str(REPO_ROOT / 'configs' / path))
+        assert stated == _described(cfg), path

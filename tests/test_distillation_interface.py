@@ -1,46 +1,30 @@
 """The seam between the distiller and its losses: a new loss is one class and one config entry.
 
-The loss below is registered here, in the test module, and reads what no shipped loss reads
-together (per-sample row ranges of the superpixel level, superpixel ids, and the pair level's
-indices); the distiller trains with it unchanged.
+The loss is the example of docs/extending.md, read from the doc and registered here. It reads
+what no shipped loss reads together (per-sample row ranges of the superpixel level, superpixel
+ids, and the pair level's indices); the distiller trains with it unchanged.
 """
 import copy
-from typing import Dict, Tuple
 
 import numpy as np
 import pytest
 import torch
 from mmdet3d.registry import MODELS
 from mmengine.dataset import pseudo_collate
-from torch import Tensor
 from torch.nn import functional as F
 
 from conftest import small_pretrain_cfg, train_in_process, values
-from projects.img2lidar.models import BatchPairs, DistillationFeatures
-from projects.img2lidar.models.losses import DistillationLoss
+from doc_commands import code_block
+from projects.img2lidar.models import BatchPairs
 
 ST = 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
 
 
-@MODELS.register_module(force=True)
-class PerSampleAgreementLoss(DistillationLoss):
-    """Two terms: per sample, the mean of ``1 - <k, q>`` over its superpixels; and over the
-    pairs whose superpixel holds at least 5 pairs, ``1 - <k, q>`` of the pair."""
-
-    def required_levels(self) -> Tuple[str, ...]:
-        return ('superpixel', 'pair')
-
-    def loss(self, features: DistillationFeatures) -> Dict[str, Tensor]:
-        sp, pairs = features.superpixel, features.pair
-        per_sample = []
-        for b in range(len(sp.sample_offsets) - 1):
-            rows = sp.sample_rows(b)
-            per_sample.append((1 - (sp.k[rows] * sp.q[rows]).sum(1)).mean())
-        big = sp.ids[sp.num_pairs >= 5]
-        keep = torch.isin(pairs.superpixel, big)
-        pair_term = (1 - (pairs.k[keep] * pairs.q[keep]).sum(1)).mean()
-        return dict(sample=self.loss_weight * torch.stack(per_sample).mean(),
-                    pairs=self.loss_weight * pair_term)
+# the example loss of docs/extending.md, run exactly as the doc prints it
+_example = {}
+exec(compile(code_block('example-loss'), 'docs/extending.md (example-loss)', 'exec'), _example)
+PerSampleAgreementLoss = _example['PerSampleAgreementLoss']
+assert MODELS.get('PerSampleAgreementLoss') is PerSampleAgreementLoss
 
 
 def _batch(model, dataset, n=2):

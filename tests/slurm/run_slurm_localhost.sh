@@ -5,13 +5,24 @@
 # missing, and starts munged, slurmctld and slurmd, which it stops again at the end).
 #
 #   bash tests/slurm/run_slurm_localhost.sh CONFIG WORK_DIR
+#   bash tests/slurm/run_slurm_localhost.sh --run DIR SCRIPT WORK_DIR
 #
 # CONFIG must train for a few iterations and have a test_dataloader/test_evaluator.
 # Prints the job ids, both ranks' logs and the checkpoint; exits non-zero on any failure.
+# With --run, the cluster runs `bash SCRIPT` in DIR instead (the documented Slurm commands,
+# tests/test_doc_commands.py) and the script's exit status is this one's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CONFIG=$(readlink -f "$1")
-WORK=$(readlink -m "$2")
+RUN_DIR="" RUN_SCRIPT=""
+if [ "${1:-}" = --run ]; then
+  RUN_DIR=$(readlink -f "$2") RUN_SCRIPT=$(readlink -f "$3")
+  shift 3
+  CONFIG=""
+else
+  CONFIG=$(readlink -f "$1")
+  shift
+fi
+WORK=$(readlink -m "$1")
 mkdir -p "$WORK/logs" "$WORK/slurm/state" "$WORK/slurm/spool"
 log() { printf '[slurm-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -88,7 +99,9 @@ sinfo
 log "cluster is up (node $HOST, $CPUS CPUs)"
 
 # --- train with 2 tasks, then test the checkpoint with 2 tasks
-export GPUS=2 GPUS_PER_NODE=0 CPUS_PER_TASK=1 MASTER_PORT=${MASTER_PORT:-29733} OMP_NUM_THREADS=1
+# a free port unless one is given (a fixed one collides with runs side by side)
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export GPUS=2 GPUS_PER_NODE=0 CPUS_PER_TASK=1 MASTER_PORT=${MASTER_PORT:-$(free_port)} OMP_NUM_THREADS=1
 SRUN_ARGS="--output=$WORK/logs/train-%j-%t.log" \
   bash "$ROOT/tools/slurm_train.sh" debug img2lidar-train "$CONFIG" "$WORK/train"
 CKPT=$(ls "$WORK"/train/iter_*.pth | sort -V | tail -n1)
