@@ -439,6 +439,15 @@ def values(rows: Sequence[dict], key: str) -> List[float]:
     return [r[key] for r in rows if key in r]
 
 
+def free_port() -> int:
+    """A TCP port no process listens on now (the system's pick), for a test's process group:
+    fixed ports collide between test runs side by side."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def run_tool(cmd: Sequence[str], env: Optional[Dict[str, str]] = None,
              timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a command from the repository root as a user would (one OpenMP thread), and

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import (REPO_ROOT, assert_same_vjp, at_sites, dense_weight, random_sparse,
-                      to_dense)
+from conftest import (REPO_ROOT, assert_same_vjp, at_sites, dense_weight, free_port,
+                      random_sparse, to_dense)
 from projects.img2lidar import compat
 
 spconv = pytest.importorskip('spconv.pytorch')
@@ -176,7 +176,7 @@ def test_mmengine_launcher_starts_without_cuda(tmp_path):
             "init_dist('pytorch', backend='gloo')\n"
             'print("world", get_world_size())\n')
     env = dict(os.environ, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-               MASTER_PORT='29655', PYTHONPATH=str(REPO_ROOT))
+               MASTER_PORT=str(free_port()), PYTHONPATH=str(REPO_ROOT))
     res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and 'world 1' in res.stdout, res.stderr[-2000:]

@@ -25,7 +25,7 @@ import torch
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
-from conftest import (read_scalars, run_tool, values, write_info,
+from conftest import (free_port, read_scalars, run_tool, values, write_info,
                       write_small_pretrain_config as write_config)
 
 PYTHON = sys.executable
@@ -46,7 +46,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, nuscenes_root, gather):
                           gather=gather)
     run_tool([PYTHON, 'tools/train.py', str(single), '--work-dir', str(tmp_path / 'one')])
     run_tool(['bash', 'tools/dist_train.sh', str(double), '2', '--work-dir',
-              str(tmp_path / 'two')], env=dict(PORT=str(29611 + int(gather))))
+              str(tmp_path / 'two')], env=dict(PORT=str(free_port())))
     rows_one, rows_two = read_scalars(tmp_path / 'one'), read_scalars(tmp_path / 'two')
     one, two = values(rows_one, 'loss_st'), values(rows_two, 'loss_st')
     print(f'gather={gather}\none process: {one}\ntwo processes: {two}')
@@ -78,7 +78,7 @@ def test_two_process_validation_matches_one_process(tmp_path, nuscenes_root):
     run_tool([PYTHON, 'tools/test.py', str(single), str(ckpt), '--work-dir',
               str(tmp_path / 'one')])
     run_tool(['bash', 'tools/dist_test.sh', str(double), str(ckpt), '2', '--work-dir',
-              str(tmp_path / 'two')], env=dict(PORT='29615'))
+              str(tmp_path / 'two')], env=dict(PORT=str(free_port())))
     one, two = _test_metrics(tmp_path / 'one'), _test_metrics(tmp_path / 'two')
     print(f'one process: {one}\ntwo processes: {two}')
     for key in ('structural_gap/gap_intra', 'structural_gap/gap_cross'):

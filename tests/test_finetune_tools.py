@@ -10,8 +10,8 @@ from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
 from conftest import (REPO_ROOT, SEMANTICKITTI_FIXTURE, SMALL_TEACHER, SMALL_TEACHER_CHANNELS,
-                      finetune_config, pretrained_distiller_checkpoint, read_scalars,
-                      run_tool)
+                      finetune_config, free_port, pretrained_distiller_checkpoint,
+                      read_scalars, run_tool)
 
 PYTHON = sys.executable
 
@@ -21,7 +21,7 @@ def test_finetune_config_through_dist_tools(tmp_path):
     cfg = finetune_config(tmp_path / 'finetune.py', root, tmp_path / 'pretrained.pth')
     work = tmp_path / 'work'
     res = run_tool(['bash', 'tools/dist_train.sh', str(cfg), '2', '--work-dir', str(work)],
-                   env=dict(PORT='29641'))
+                   env=dict(PORT=str(free_port())))
     out = res.stdout + res.stderr
     assert 'process rank 1 of 2 (gloo)' in out
     assert 'backbone.' in out and 'pretrained.pth' in out  # the Pretrained init ran
@@ -34,7 +34,7 @@ def test_finetune_config_through_dist_tools(tmp_path):
     for k, v in segmentor.backbone.state_dict().items():
         assert torch.equal(v, backbone[k]), k
     res = run_tool(['bash', 'tools/dist_test.sh', str(cfg), str(ckpt), '2', '--work-dir',
-                    str(tmp_path / 'test')], env=dict(PORT='29642'))
+                    str(tmp_path / 'test')], env=dict(PORT=str(free_port())))
     assert 'process rank 0 of 2 (gloo)' in res.stdout + res.stderr
     assert 'miou' in (res.stdout + res.stderr)
 

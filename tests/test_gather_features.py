@@ -36,9 +36,9 @@ def _local(rank: int):
     return DistillationFeatures(superpixel=sp_level, pair=pair_level)
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2)
+def _worker(rank: int, out_dir: str) -> None:
+    dist.init_process_group('gloo', init_method=f'file://{out_dir}/init', rank=rank,
+                            world_size=2)
     local = _local(rank)
     g = local.gather()
     # a loss on the global rows: each rank's gradient is world_size x its rows' share
@@ -56,7 +56,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_gather_every_field_of_both_levels(tmp_path):
-    mp.spawn(_worker, args=(29677, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path), ), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f'{r}.pth') for r in (0, 1))
     l0, l1 = _local(0), _local(1)
     for r in (r0, r1):  # every rank holds the same global features
@@ -109,12 +109,12 @@ def _unequal_features(rank: int):
     return DistillationFeatures(superpixel=sp, pair=pairs)
 
 
-def _anchors_worker(rank: int, port: int, out_dir: str) -> None:
+def _anchors_worker(rank: int, out_dir: str) -> None:
     from mmdet3d.registry import MODELS
     from mmengine.logging import MessageHub
     import projects.img2lidar  # noqa: F401  registers the losses
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=2)
+    dist.init_process_group('gloo', init_method=f'file://{out_dir}/init', rank=rank,
+                            world_size=2)
     MessageHub.get_current_instance().update_info('iter', 3)
     local = _unequal_features(rank)
     feats = local.gather()
@@ -136,7 +136,7 @@ def test_the_local_anchor_form_has_the_global_forms_value_and_gradient(tmp_path)
     whole global loss: what DDP averages is the same."""
     from mmdet3d.registry import MODELS
     from mmengine.logging import MessageHub
-    mp.spawn(_anchors_worker, args=(29679, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_anchors_worker, args=(str(tmp_path), ), nprocs=2, join=True)
     outs = [torch.load(tmp_path / f'{r}.pth') for r in (0, 1)]
     both = [_unequal_features(r) for r in (0, 1)]
     hub = MessageHub.get_current_instance()

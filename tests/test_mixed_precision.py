@@ -157,6 +157,21 @@ def test_amp_wrapper_refuses_non_finite_losses_and_leaves_overflow_to_the_scaler
     assert not torch.equal(w.detach(), torch.ones(3))
 
 
+def test_amp_wrapper_keeps_its_skip_count_and_scale_across_a_load(amp_on_cpu):
+    w = torch.nn.Parameter(torch.ones(3))
+    wrapper = _amp_wrapper([w], 'skip')
+    wrapper.update_params((w * float('nan')).sum())
+    wrapper.update_params((w * torch.tensor([1.0, 1e36, 1.0])).sum())  # the scaler halves
+    state = wrapper.state_dict()
+    assert state['num_non_finite_skipped'] == 1 and 'loss_scaler' in state
+    resumed = _amp_wrapper([w], 'skip')
+    resumed.load_state_dict(state)
+    assert resumed.num_skipped == 1
+    assert resumed.loss_scaler.get_scale() == wrapper.loss_scaler.get_scale() == 2.0**9
+    resumed.update_params((w * float('nan')).sum())
+    assert resumed.num_skipped == 2
+
+
 def _ddp_amp_rank(rank: int, init_file: str, on_non_finite: str, out: dict) -> None:
     """One gloo process: DDP linear model, AMP wrapper, rank 1's loss NaN at the second step."""
     from datetime import timedelta

@@ -131,6 +131,77 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     assert torch.equal(w0[1], w0[0]) and not torch.equal(w0[2], w0[1])  # step 2 skipped
 
 
+def _ddp_bad_gradients_rank(rank: int, init_file: str, out: dict) -> None:
+    """One gloo process: a linear model under DDP, a finite loss (0) whose gradient is NaN in
+    both parameter tensors (weight and bias) on every rank."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=2)
+    model = DistributedDataParallel(torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        model.module.bias.zero_()
+    wrapper = OPTIM_WRAPPERS.build(dict(
+        type='FiniteCheckOptimWrapper', optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    loss = model(torch.zeros(1, 3)).abs().sum().sqrt()  # sqrt(0) = 0, its gradient 1/0 * 0
+    try:
+        wrapper.update_params(loss)
+        out[rank] = 'no error'
+    except FloatingPointError as e:
+        out[rank] = str(e)
+    dist.destroy_process_group()
+
+
+def test_the_non_finite_gradient_count_is_not_multiplied_by_the_ranks(tmp_path):
+    """Two ranks, each with 2 non-finite gradient tensors (equal after DDP's average): the
+    message says 2, not 2 x 2 (the ranks' counts were summed)."""
+    import torch.multiprocessing as mp
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.start_processes(_ddp_bad_gradients_rank, args=(str(tmp_path / 'init'), out), nprocs=2,
+                       join=True, start_method='fork')
+    for rank in (0, 1):
+        assert 'non-finite gradients in 2 parameter tensors' in out[rank], out[rank]
+
+
+def test_the_skip_count_is_in_the_state_dict_and_continues_after_a_load():
+    w, wrapper = _wrapper('skip')
+    wrapper.update_params((w * float('nan')).sum())
+    wrapper.update_params((w * w).sum())
+    state = copy.deepcopy(wrapper.state_dict())
+    assert state['num_non_finite_skipped'] == 1
+    w2, resumed = _wrapper('skip')
+    resumed.load_state_dict(state)
+    assert resumed.num_skipped == 1
+    resumed.update_params((w2 * float('nan')).sum())
+    assert resumed.num_skipped == 2
+    # a state saved before the count was kept loads, counting from 0
+    del state['num_non_finite_skipped']
+    _, old = _wrapper('skip')
+    old.load_state_dict(state)
+    assert old.num_skipped == 0
+
+
+def test_the_logged_skip_count_continues_across_a_runner_resume(tmp_path, nuscenes_root):
+    """Two iterations (the second NaN, skipped), a checkpoint, then a resumed run to 4
+    iterations whose fourth (its loss head's second call) is NaN: the log says 2 skipped."""
+    from mmengine.runner import Runner
+    first = _cfg(tmp_path / 'first', nuscenes_root, on_non_finite='skip')
+    first.work_dir = str(tmp_path / 'first')
+    first.train_cfg.max_iters = 2
+    first.default_hooks.checkpoint.interval = 2
+    Runner.from_cfg(first).train()
+    assert values(read_scalars(tmp_path / 'first'), 'num_non_finite_skipped')[-1] == 1
+    second = _cfg(tmp_path / 'second', nuscenes_root, on_non_finite='skip')
+    second.work_dir = str(tmp_path / 'second')
+    second.train_cfg.max_iters = 4
+    second.update(resume=True, load_from=str(tmp_path / 'first' / 'iter_2.pth'))
+    runner = Runner.from_cfg(second)
+    runner.train()
+    assert runner.optim_wrapper.num_skipped == 2
+    assert values(read_scalars(tmp_path / 'second'), 'num_non_finite_skipped')[-1] == 2
+
+
 def _tensors_in(obj, path='message_hub'):
     """Paths of every tensor held anywhere in ``obj``."""
     if isinstance(obj, torch.Tensor):

@@ -87,6 +87,49 @@ def test_without_a_process_group_it_is_batch_norm():
     assert set(sync.state_dict()) == set(plain.state_dict())
 
 
+def test_it_borrows_nothing_private_from_torch():
+    """No private attribute of torch's batch norms is copied onto the class (it used to
+    borrow ``nn.SyncBatchNorm._check_non_zero_input_channels`` to run torch's forward on
+    itself)."""
+    torch_classes = (torch.nn.SyncBatchNorm, torch.nn.BatchNorm1d) + \
+        torch.nn.BatchNorm1d.__mro__
+    borrowed = [name for name, value in vars(SyncBatchNorm1d).items()
+                if name.startswith('_') and not name.startswith('__') and
+                any(value is vars(c).get(name) for c in torch_classes)]
+    assert not borrowed
+
+
+def test_the_cuda_path_is_torchs_sync_batch_norm_on_this_modules_state():
+    """What CUDA tensors go through, run on CPU without a process group (torch's
+    SyncBatchNorm is then plain batch norm): a real ``nn.SyncBatchNorm`` whose parameters and
+    buffers are this module's own, so its running statistics, batch count and gradients land
+    here, with no submodule or state-dict key added."""
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    bn, ref = SyncBatchNorm1d(4, momentum=0.5), torch.nn.BatchNorm1d(4, momentum=0.5)
+    with torch.no_grad():
+        for m in (bn, ref):
+            m.weight.copy_(torch.tensor([0.5, 1.0, 1.5, 2.0]))
+            m.bias.copy_(torch.tensor([-1.0, 0.0, 1.0, 2.0]))
+    sync = bn.torch_sync_batch_norm()
+    assert type(sync) is torch.nn.SyncBatchNorm
+    y, y_ref = sync(x), ref(x)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == 1
+    (y * torch.arange(4.0)).sum().backward()
+    (y_ref * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(bn.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(bn.bias.grad, ref.bias.grad)
+    assert list(bn.modules()) == [bn]
+    assert set(bn.state_dict()) == set(ref.state_dict())
+    bn.double()  # replaces every tensor: the next call ties the new ones
+    sync = bn.torch_sync_batch_norm()
+    assert sync.weight is bn.weight and sync.running_var is bn.running_var
+    bn.eval()
+    assert not bn.torch_sync_batch_norm().training
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_cuda_tensors_take_torch_sync_batch_norm(monkeypatch):
     calls = []

@@ -13,6 +13,8 @@ from torch import Tensor
 BATCH_INFO_KEY = 'img2lidar_batch'
 #: message-hub scalar that counts the skipped steps
 SKIPPED_KEY = 'train/num_non_finite_skipped'
+#: the wrapper's state-dict entry that carries the skip count across a resume
+SKIPPED_STATE = 'num_non_finite_skipped'
 
 
 def record_batch(files: List[str], terms: Optional[Dict[str, Tensor]] = None) -> None:
@@ -57,7 +59,8 @@ class FiniteCheckMixin:
     (``on_non_finite='error'``, the default) or skips the step (``'skip'``): the gradients are
     zeroed, no optimizer step is taken (so momentum and weight decay do not move the weights
     either), the skip is logged with the batch's files and counted in the
-    ``num_non_finite_skipped`` log value.
+    ``num_non_finite_skipped`` log value. The count is part of the wrapper's ``state_dict``,
+    so a resumed run goes on counting.
     """
 
     #: whether gradients are checked (an AMP loss scaler handles overflowing gradients itself)
@@ -113,9 +116,24 @@ class FiniteCheckMixin:
             if grads:
                 flags[world] = torch.stack([~torch.isfinite(g).all() for g in grads]).sum()
         if world > 1:
-            dist.all_reduce(flags)  # gradient counts are summed over the ranks
+            # each rank sets only its own loss slot; the gradient counts are alike on every
+            # rank once DDP has averaged the gradients, so MAX (a sum would count W times)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         values = flags.tolist()
         return [r for r in range(world) if values[r]], values[world]
+
+    def state_dict(self) -> dict:
+        """The wrapped optimizer's state (see mmengine's wrapper), plus the skip count."""
+        state = super().state_dict()
+        state[SKIPPED_STATE] = self.num_skipped
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load what :meth:`state_dict` gave (a state without the skip count, from before it
+        was saved, counts from 0)."""
+        state_dict = dict(state_dict)
+        self.num_skipped = int(state_dict.pop(SKIPPED_STATE, 0))
+        super().load_state_dict(state_dict)
 
     def _refuse(self, what: str, zero_kwargs: dict) -> None:
         hub = MessageHub.get_current_instance()

@@ -5,6 +5,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .host_to_device import host_to_device
+
 
 def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -47,8 +49,8 @@ def gather_rows(x: Tensor) -> Tensor:
     if world == 1:
         return x
     sizes: List[Tensor] = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
-    sizes_ = [int(s) for s in sizes]
+    dist.all_gather(sizes, host_to_device([x.shape[0]], x.device, torch.long))
+    sizes_ = torch.cat(sizes).tolist()  # one read of every rank's size
     pad = max(sizes_) - x.shape[0]
     padded = torch.cat([x, x.new_zeros((pad, ) + x.shape[1:])]) if pad else x
     full = _AllGatherRows.apply(padded)
@@ -69,10 +71,10 @@ def gather_counts(values: Sequence[int], device: torch.device) -> List[List[int]
     world = _world()
     if world == 1:
         return [list(values)]
-    mine = torch.tensor(list(values), dtype=torch.long, device=device)
+    mine = host_to_device(list(values), device, torch.long)
     parts = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(parts, mine)
-    return [[int(v) for v in p] for p in parts]
+    return torch.stack(parts).tolist()  # one read
 
 
 def gather_bases(values: Sequence[int],

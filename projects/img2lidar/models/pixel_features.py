@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .host_to_device import host_to_device
 from .losses.utils import autocast_off
 
 
@@ -68,8 +69,17 @@ def bilinear_taps(in_size: int, out_size: int, scale_factor: Optional[float],
         tuple[Tensor]: indices (out_size, 2) int64 and weights (out_size, 2) float32; at a
         border both taps of ``F.interpolate`` land on one index, whose weight then holds both.
     """
-    index, weight = _taps_cpu(int(in_size), int(out_size), scale_factor, bool(align_corners))
-    return index.to(device), weight.to(device)
+    return _taps_on(int(in_size), int(out_size), scale_factor, bool(align_corners),
+                    torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _taps_on(in_size: int, out_size: int, scale_factor: Optional[float], align_corners: bool,
+             device: torch.device) -> Tuple[Tensor, Tensor]:
+    """:func:`_taps_cpu` on ``device``, kept per device: copied once (without blocking the
+    host), not in every block of the pooling loop."""
+    index, weight = _taps_cpu(in_size, out_size, scale_factor, align_corners)
+    return host_to_device(index, device), host_to_device(weight, device)
 
 
 @dataclass

@@ -1,14 +1,16 @@
 """Synchronised BatchNorm for the sparse students, on CUDA and on CPU (gloo).
 
-On CUDA tensors it runs torch's own ``nn.SyncBatchNorm`` forward (fused kernels, statistics
-gathered with NCCL). The class is a ``BatchNorm1d``, not an ``nn.SyncBatchNorm``: torch's DDP
-refuses to wrap a CPU model holding the latter. torch's forward refuses CPU tensors; on them
-this module gathers each process's count, mean and
-sum of squared deviations from its own mean, and merges them with Chan's parallel formula,
-which stays exact when the mean is much larger than the spread (``E[x^2] - E[x]^2`` in float32
-loses everything then: at a mean of 1,000, float32 squares carry an error of about 0.06, far
-above a variance of 1e-4). The gather is differentiable, so a 2-process gloo run normalises, and
-back-propagates, like one process holding both batches.
+On CUDA tensors it runs torch's own ``nn.SyncBatchNorm`` (fused kernels, statistics gathered
+with NCCL): an ``nn.SyncBatchNorm`` that shares this module's parameters and buffers (the same
+tensor objects, tied again at every call), through its public ``forward`` only. The class is a
+``BatchNorm1d``, not an ``nn.SyncBatchNorm``, and the shared one is not a submodule: torch's DDP
+refuses to wrap a CPU model holding an ``nn.SyncBatchNorm``, and the state dict stays
+``BatchNorm1d``'s. torch's forward refuses CPU tensors; on them this module gathers each
+process's count, mean and sum of squared deviations from its own mean, and merges them with
+Chan's parallel formula, which stays exact when the mean is much larger than the spread
+(``E[x^2] - E[x]^2`` in float32 loses everything then: at a mean of 1,000, float32 squares
+carry an error of about 0.06, far above a variance of 1e-4). The gather is differentiable, so
+a 2-process gloo run normalises, and back-propagates, like one process holding both batches.
 """
 import torch
 import torch.distributed as dist
@@ -57,16 +59,29 @@ class SyncBatchNorm1d(nn.BatchNorm1d):
     ``norm_cfg=dict(type='SyncBN1dAnyDevice')``.
     """
 
-    process_group = None  # the world, as nn.SyncBatchNorm's default
-    _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
+    def torch_sync_batch_norm(self) -> nn.SyncBatchNorm:
+        """torch's ``nn.SyncBatchNorm`` over the world, on this module's own parameters and
+        buffers (the same objects: its updates of the running statistics and the gradients
+        land here). It is kept out of ``_modules``, so it is neither in the state dict nor seen
+        by DDP, and tied again at each call (``module.to`` or ``load_state_dict`` may have
+        replaced a tensor since)."""
+        sync = self.__dict__.get('_torch_sync_bn')
+        if sync is None:
+            sync = nn.SyncBatchNorm(self.num_features, self.eps, self.momentum, self.affine,
+                                    self.track_running_stats)
+            self.__dict__['_torch_sync_bn'] = sync
+        sync.eps, sync.momentum, sync.training = self.eps, self.momentum, self.training
+        for name in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'):
+            setattr(sync, name, getattr(self, name))
+        return sync
 
     def forward(self, x: Tensor) -> Tensor:
         if x.is_cuda:  # torch's synchronised path (it falls back to batch norm by itself)
-            return nn.SyncBatchNorm.forward(self, x)
+            return self.torch_sync_batch_norm()(x)
         distributed = self.training and dist.is_available() and dist.is_initialized() and \
             dist.get_world_size() > 1
         if not distributed:  # torch's SyncBatchNorm would refuse a CPU tensor here
-            return nn.modules.batchnorm._BatchNorm.forward(self, x)
+            return super().forward(x)
         mean, var, count = merged_moments(x)
         if self.track_running_stats:
             with torch.no_grad():

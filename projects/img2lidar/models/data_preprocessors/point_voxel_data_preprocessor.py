@@ -7,53 +7,78 @@ from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
 from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
-from torch.nn import functional as F
+
+from ..host_to_device import host_to_device
 
 
 #: bits of the flat voxel key per axis (the batch index takes the rest)
 _AXIS_BITS = 17
 
 
-def unique_voxels(coors: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def unique_voxels(coors: Tensor, batch: Tensor,
+                  files: Optional[Sequence[str]] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Unique voxels of a whole batch, sorted by (cloud, cell) lexicographically.
 
     One ``unique`` over a flat int64 key of (cloud, x, y, z), so that the batch costs one
-    sort whatever its size; coordinates must lie in ``[0, 2**17)`` (checked on the device,
-    without a host synchronisation).
+    sort whatever its size. Coordinates must lie in ``[0, 2**17)``. The check has no
+    synchronisation of its own: it rides on the one the ``unique`` makes anyway (the host
+    reads the number of voxels). When a coordinate is out of range, every point gets a key of
+    its own and ``c + 1`` keys that no valid batch holds are added, ``c`` the first bad cloud:
+    the count then exceeds the number of points, which a valid batch's never does.
 
     Args:
         coors (Tensor): Integer cell of every point, non-negative, shape (N, 3).
         batch (Tensor): Cloud index of every point, shape (N,).
+        files (Sequence[str], optional): The clouds' files, named in the error.
 
     Returns:
         tuple[Tensor]: The unique (cloud, x, y, z) (M, 4) int64, the point-to-voxel map
         (N,) int64 (an index into the batch's voxels) and, for each voxel, the index of its
         first point in the batch (M,) int64.
+
+    Raises:
+        ValueError: When a coordinate is out of range (points far outside the expected range,
+            or not finite), naming the first such cloud and its file.
     """
     limit = 1 << _AXIS_BITS
-    torch._assert_async((coors.max() < limit) if coors.numel() else coors.new_ones((), dtype=torch.bool),
-                        f'a voxel coordinate is {limit} or more cells from the cloud\'s '
-                        'smallest one: points far outside the expected range')
+    n = coors.shape[0]
     key = batch.long()
     for axis in range(3):
         key = (key << _AXIS_BITS) | coors[:, axis].long()
+    if n:
+        key = _flag_out_of_range(key, coors, batch, limit, len(files) if files else 1)
     uniq, point2voxel = torch.unique(key, sorted=True, return_inverse=True)
+    if uniq.shape[0] > n:  # known from the unique's own synchronisation
+        bad = uniq.shape[0] - n - 1
+        where = f'cloud {bad} ({files[bad]})' if files else 'a cloud of the batch'
+        raise ValueError(f'{where} has a voxel coordinate {limit} or more cells from the '
+                         "cloud's smallest one: points far outside the expected range, or not "
+                         'finite')
+    point2voxel = point2voxel[:n]
     mask = limit - 1
     voxel = torch.stack([uniq >> (3 * _AXIS_BITS)] + [
         (uniq >> (_AXIS_BITS * (2 - axis))) & mask for axis in range(3)], dim=1)
-    n = coors.shape[0]
     first = torch.full((uniq.shape[0], ), n, dtype=torch.long, device=coors.device)
     first = first.scatter_reduce(0, point2voxel, torch.arange(n, device=coors.device), 'amin')
     return voxel, point2voxel, first
 
 
-def host_to_device(values: List[int], device) -> Tensor:
-    """A small int64 tensor of host values on ``device``, copied without blocking the host
-    (through pinned memory on CUDA)."""
-    t = torch.tensor(values, dtype=torch.long)
-    if torch.device(device).type == 'cuda':
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
+def _flag_out_of_range(key: Tensor, coors: Tensor, batch: Tensor, limit: int,
+                       num_clouds: int) -> Tensor:
+    """The N keys and ``num_clouds`` more, changed on the device (no synchronisation) so that
+    their unique count tells whether a coordinate is out of range (see
+    :func:`unique_voxels`). Valid: the added keys repeat the first one, the count stays at
+    most N. Out of range: the N keys are made distinct and ``c + 1`` negative keys are added
+    (``c``: the first bad cloud, at most ``num_clouds - 1``), the count is ``N + c + 1``."""
+    n = key.shape[0]
+    bad_point = ((coors < 0) | (coors >= limit)).any(1)
+    any_bad = bad_point.any()
+    first_bad = batch.long().index_select(0, bad_point.long().argmax().view(1))
+    first_bad = first_bad.clamp(0, num_clouds - 1)
+    key = torch.where(any_bad, torch.arange(n, device=key.device), key)
+    slots = torch.arange(num_clouds, device=key.device)
+    added = torch.where(any_bad & (slots <= first_bad), -1 - slots, key[0])  # else a repeat
+    return torch.cat([key, added])
 
 
 def batch_of_points(points: List[Tensor]) -> Tuple[Tensor, Tensor, List[int]]:
@@ -62,9 +87,14 @@ def batch_of_points(points: List[Tensor]) -> Tuple[Tensor, Tensor, List[int]]:
     sizes = [int(p.shape[0]) for p in points]
     cat = torch.cat(points)
     batch = torch.repeat_interleave(torch.arange(len(points), device=cat.device),
-                                    host_to_device(sizes, cat.device),
+                                    host_to_device(sizes, cat.device, torch.long),
                                     output_size=cat.shape[0])
     return cat, batch, sizes
+
+
+def _files(data_samples: SampleList) -> List[str]:
+    """The lidar file of every sample (for error messages)."""
+    return [str(s.metainfo.get('lidar_path', f'sample {i}')) for i, s in enumerate(data_samples)]
 
 
 def shift_to_zero(coors: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
@@ -84,7 +114,8 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
     the clouds), and returns ``voxels['point2voxel']`` (sum N_i,), the batch index of every
     point's voxel, so that per-voxel features are read back per point with one gather. Each
     sample also gets ``point2voxel_map`` (N_i,), an index into its own voxels, as mmdet3d's
-    segmentors read it. Every other voxel type and the image path are mmdet3d's. For
+    segmentors read it. Every other voxel type and the image path are mmdet3d's (the
+    ``bgr_to_rgb`` swap is a ``flip`` here, with no index to copy to the device). For
     pretraining batches it also moves the batch's point-pixel pairs to the device
     (``inputs['pairs']``, see :func:`projects.img2lidar.datasets.collate_image_lidar`).
 
@@ -119,6 +150,22 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
         super().__init__(**kwargs)
         self.feature_columns = None if feature_columns is None else list(feature_columns)
         self._training = False
+        # the channel swap is done here (see collate_data), not by mmdet3d
+        self._flip_channels, self._channel_conversion = self._channel_conversion, False
+
+    def collate_data(self, data: dict) -> dict:
+        """mmdet3d's, except that the images' channel order is swapped with ``flip`` on the
+        device: mmdet3d indexes the channels with a Python list, whose copy to the device
+        blocks the host in every step."""
+        if not self._flip_channels:
+            return super().collate_data(data)
+        data = self.cast_data(data)
+        img = data['inputs'].get('img')
+        if isinstance(img, Tensor):
+            data['inputs']['img'] = img.flip(-3)
+        elif img is not None:
+            data['inputs']['img'] = [im.flip(-3) for im in img]
+        return super().collate_data(data)  # its cast_data has nothing left to move
 
     def simple_process(self, data: dict, training: bool = False) -> dict:
         """mmdet3d's processing (images to float RGB, voxelization), on a batch made by
@@ -155,12 +202,12 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
         """Integer cells of the sparse voxel types, (N, 3), not yet shifted."""
         voxel_size = self.voxel_layer.voxel_size
         if self.voxel_type == 'minkunet':
-            return torch.round(xyz / xyz.new_tensor(voxel_size)).long()
+            return torch.round(xyz / host_to_device(voxel_size, xyz.device, xyz.dtype)).long()
         xyz = xyz.double()  # float64: cell edges do not depend on float32 rounding
         rho = torch.sqrt(xyz[:, 0]**2 + xyz[:, 1]**2)
         phi = torch.atan2(xyz[:, 1], xyz[:, 0]) * (180.0 / math.pi)
         cyl = torch.stack((rho, phi, xyz[:, 2]), dim=1)
-        return torch.floor(cyl / cyl.new_tensor(voxel_size)).long()
+        return torch.floor(cyl / host_to_device(voxel_size, cyl.device, cyl.dtype)).long()
 
     def _set_point_maps(self, data_samples: SampleList, point2voxel: Tensor, batch: Tensor,
                         voxel_batch: Tensor, sizes: List[int]) -> Tensor:
@@ -181,7 +228,7 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
                              'has a feature; set max_voxels=None')
         cat, batch, sizes = batch_of_points(points)
         coors = shift_to_zero(self._sparse_coors(cat[:, :3]), batch, len(points))
-        voxel, point2voxel, first = unique_voxels(coors, batch)
+        voxel, point2voxel, first = unique_voxels(coors, batch, _files(data_samples))
         voxel_batch = voxel[:, 0]
         num_voxels = self._set_point_maps(data_samples, point2voxel, batch, voxel_batch, sizes)
         coors_out = voxel if self.batch_first else torch.cat([voxel[:, 1:], voxel[:, :1]], 1)
@@ -219,12 +266,12 @@ class PointVoxelDataPreprocessor(Det3DDataPreprocessor):
         rho = torch.sqrt(cat[:, 0]**2 + cat[:, 1]**2)
         phi = torch.atan2(cat[:, 1], cat[:, 0])
         polar = torch.stack((rho, phi, cat[:, 2]), dim=-1)
-        min_bound = polar.new_tensor(pcr[:3])
-        max_bound = polar.new_tensor(pcr[3:])
+        min_bound = host_to_device(pcr[:3], polar.device, polar.dtype)
+        max_bound = host_to_device(pcr[3:], polar.device, polar.dtype)
         clamped = torch.clamp(polar, min_bound, max_bound)
-        res_coors = torch.floor(
-            (clamped - min_bound) / polar.new_tensor(self.voxel_layer.voxel_size)).long()
-        voxel, point2voxel, _ = unique_voxels(res_coors, batch)
+        res_coors = torch.floor((clamped - min_bound) / host_to_device(
+            self.voxel_layer.voxel_size, polar.device, polar.dtype)).long()
+        voxel, point2voxel, _ = unique_voxels(res_coors, batch, _files(data_samples))
         num_voxels = self._set_point_maps(data_samples, point2voxel, batch, voxel[:, 0], sizes)
         gts = [s.get('gt_pts_seg', None) for s in data_samples]
         if gts and all(g is not None and 'pts_semantic_mask' in g for g in gts):

@@ -16,7 +16,7 @@ runner), unless the ``generator`` argument of :meth:`PPKTLoss.forward` gives one
 iteration therefore depends on nothing else: every process of a distributed run draws the same
 pairs of the gathered batch (``gather_features=True``) whatever else consumed random numbers on
 it, and a resumed run draws what the uninterrupted run drew. The permutation is drawn on the CPU
-and moved to the features' device.
+and copied to the features' device without blocking the host (pinned memory on CUDA).
 
 On gathered pairs (``gather_features=True``) the loss runs in the local-anchor form by default
 (``anchors='local'``): every process draws the same pairs of the global batch, and computes the
@@ -32,6 +32,7 @@ from mmdet3d.registry import MODELS
 from torch import Tensor
 
 from ..gather_features import sum_of_shares
+from ..host_to_device import host_to_device
 from .distillation_loss import DistillationLoss
 from .infonce_core import infonce_anchor_losses, infonce_anchor_terms
 from .utils import as_float32, autocast_off, check_pair, empty_loss
@@ -99,7 +100,7 @@ class PPKTLoss(DistillationLoss):
         check_pair(k, q)
         idx = self.sample_pairs(k.shape[0], generator)
         if idx is not None:
-            idx = idx.to(k.device)
+            idx = host_to_device(idx, k.device)
             k, q = k.index_select(0, idx), q.index_select(0, idx)
         with autocast_off(k.device):
             k, q = as_float32(k, q)
@@ -127,7 +128,7 @@ class PPKTLoss(DistillationLoss):
         idx = torch.arange(k.shape[0]) if idx is None else idx.sort().values
         # sorted, the drawn pairs of this process are one range of the draw
         lo, hi = (int(v) for v in torch.searchsorted(idx, torch.tensor(rows)))
-        idx = idx.to(k.device)
+        idx = host_to_device(idx, k.device)
         with autocast_off(k.device):
             ks, qs = as_float32(k.index_select(0, idx), q.index_select(0, idx))
             losses, _ = infonce_anchor_terms(ks, qs, self.tau, self.chunk_size, rows=(lo, hi))

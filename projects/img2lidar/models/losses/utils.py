@@ -209,9 +209,6 @@ def build_balancing(balancing: Union[None, dict, nn.Module]) -> Optional[nn.Modu
     return MODELS.build(balancing)
 
 
-_BIT_WEIGHTS = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
 def pack_bool(mask: Tensor) -> Tensor:
     """Pack a boolean matrix into bits, 8 columns per byte (8x less memory than ``bool``).
 
@@ -225,8 +222,9 @@ def pack_bool(mask: Tensor) -> Tensor:
     pad = (-n) % 8
     if pad:
         mask = torch.cat([mask, mask.new_zeros((c, pad))], dim=1)
-    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=mask.device)
-    return (mask.view(c, -1, 8).to(torch.uint8) * weights).sum(dim=-1, dtype=torch.uint8)
+    # the bit weights 1, 2, ..., 128 made on the device (no copy from the host)
+    shifts = torch.arange(8, dtype=torch.uint8, device=mask.device)
+    return (mask.view(c, -1, 8).to(torch.uint8) << shifts).sum(dim=-1, dtype=torch.uint8)
 
 
 def unpack_bool(packed: Tensor, n: int) -> Tensor:
