@@ -26,7 +26,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from projects.img2lidar.visualization import bev_legend, draw_points, pca_rgb  # noqa: E402
+from projects.img2lidar.visualization import (bev_labels_figure, draw_points,  # noqa: E402
+                                              draw_superpixels_and_points, pca_rgb)
 
 
 
@@ -35,10 +36,10 @@ def sample_and_model(args):
     """One packed sample of the pretraining dataset (deterministic, full image) and the
     distillation model with its checkpoint."""
     from mmdet3d.registry import DATASETS, MODELS
-    from mmengine.config import Config
     from mmengine.runner import load_checkpoint
+    from projects.img2lidar.engine.launch import load_config
     from projects.img2lidar.preparation.superpixels import slic_superpixels, write_labels
-    cfg = Config.fromfile(args.pretrain_config)
+    cfg = load_config(args.pretrain_config)  # as tools/train.py built it
     ds_cfg = cfg.train_dataloader.dataset
     sp_dir = osp.join(args.out_dir, 'superpixels')
     probe = DATASETS.build(dict(type=ds_cfg.type, ann_file=osp.abspath(args.ann_file),
@@ -66,7 +67,7 @@ def sample_and_model(args):
     # no init_weights: the checkpoint holds every weight (the teacher's too), and a config's
     # init_cfg may name files that only exist where it was trained
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     return ds[args.index], model.eval()
 
 
@@ -89,15 +90,7 @@ def features_and_superpixels(args, sample, model):
     pix = pairs.pixel.numpy()[rows]
     pts = sample['inputs']['points'].numpy()[pairs.point.numpy()[rows]]
     # (a) superpixel boundaries and points by depth
-    bound = np.zeros(sp.shape, bool)
-    bound[:, 1:] |= sp[:, 1:] != sp[:, :-1]
-    bound[1:] |= sp[1:] != sp[:-1]
-    a = img.copy()
-    a[bound] = (255, 255, 255)
-    depth = np.linalg.norm(pts[:, :3], axis=1)
-    cmap = cv2.applyColorMap(np.clip(255 - depth * 4, 0, 255).astype(np.uint8)[:, None],
-                             cv2.COLORMAP_JET)[:, 0]
-    a = draw_points(a, pix, cmap)
+    a = draw_superpixels_and_points(img, sp, pix, np.linalg.norm(pts[:, :3], axis=1))
     cv2.imwrite(osp.join(args.out_dir, 'superpixels_points.png'), a)
     # (b) PCA of student point features and teacher-side pixel features, one basis
     pf = point_feats.numpy()[pairs.point.numpy()[rows]]
@@ -118,17 +111,17 @@ def features_and_superpixels(args, sample, model):
 def bev_labels(args):
     """Ground truth and predictions of a segmentor, seen from above."""
     from mmdet3d.registry import DATASETS, MODELS
-    from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
     from mmengine.runner import load_checkpoint
-    cfg = Config.fromfile(args.segmentor_config)
+    from projects.img2lidar.engine.launch import load_config
+    cfg = load_config(args.segmentor_config)  # as tools/train.py built it
     ds_cfg = cfg.test_dataloader.dataset
     pipeline = [t for t in ds_cfg.pipeline if t['type'] != 'Pack3DDetInputs'] + [
         dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
     ds = DATASETS.build(dict(ds_cfg, data_root=osp.abspath(args.data_root),
                              ann_file=osp.abspath(args.ann_file), pipeline=pipeline))
     model = MODELS.build(cfg.model)  # weights from the checkpoint, see sample_and_model
-    load_checkpoint(model, args.segmentor_checkpoint, map_location='cpu', strict=False)
+    load_checkpoint(model, args.segmentor_checkpoint, map_location='cpu', strict=True)
     model.eval()
     sample = ds[args.index]
     with torch.no_grad():
@@ -136,26 +129,12 @@ def bev_labels(args):
     pts = sample['inputs']['points'].numpy()
     gt = sample['data_samples'].gt_pts_seg.pts_semantic_mask.numpy()
     pred = out.pred_pts_seg.pts_semantic_mask.numpy()
-    palette = np.array(ds.metainfo['palette'] + [[40, 40, 40]], dtype=np.uint8)
-    size, res = 400, 0.2  # 80 m x 80 m around the sensor
-    panels = []
-    for labels, title in ((gt, 'ground truth'), (pred, 'prediction')):
-        canvas = np.zeros((size, size, 3), np.uint8)
-        u = (size / 2 + pts[:, 0] / res).astype(int)
-        v = (size / 2 - pts[:, 1] / res).astype(int)
-        ok = (u >= 0) & (u < size) & (v >= 0) & (v < size)
-        canvas[v[ok], u[ok]] = palette[np.clip(labels[ok], 0, len(palette) - 1)][:, ::-1]
-        cv2.putText(canvas, title, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
-        panels.append(canvas)
     classes = list(ds.metainfo['classes'])
     valid = gt < len(classes)
     acc = float((pred[valid] == gt[valid]).mean())
-    present = sorted(set(np.unique(gt[valid]).tolist()) | set(
-        np.unique(pred[pred < len(classes)]).tolist()))
-    legend = bev_legend([classes[c] for c in present], palette[present], size)
-    cv2.imwrite(osp.join(args.out_dir, 'bev_labels.png'), np.concatenate(
-        [panels[0], np.full((size, 8, 3), 255, np.uint8), panels[1],
-         np.full((size, 8, 3), 255, np.uint8), legend], 1))
+    figure = bev_labels_figure(pts[:, :2], [('ground truth', gt), ('prediction', pred)],
+                               classes, ds.metainfo['palette'])
+    cv2.imwrite(osp.join(args.out_dir, 'bev_labels.png'), figure)
     return acc
 
 

@@ -20,6 +20,23 @@ test_pipeline = load + [
     dict(type='PointSegClassMapping'),
     dict(type='Pack3DDetInputs', keys=['points']),
 ]
+# Test-time augmentation (tools/test.py --tta), as in mmdet3d's segmentation bases: the test
+# loading steps, then 36 views (4 flips x 3 rotations x 3 scales) whose softmax scores
+# Seg3DTTAModel averages. The first view is the identity (BEVSegVisualizationHook draws its
+# points). Bases with other loading steps build their own tta_pipeline from tta_views.
+tta_views = dict(
+    type='TestTimeAug',
+    transforms=[
+        [dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=horizontal,
+              flip_ratio_bev_vertical=vertical)
+         for horizontal in (0., 1.) for vertical in (0., 1.)],
+        [dict(type='GlobalRotScaleTrans', rot_range=[angle, angle],
+              scale_ratio_range=[scale, scale], translation_std=[0, 0, 0])
+         for angle in (0., -0.78539816, 0.78539816) for scale in (1., 0.95, 1.05)],
+        [dict(type='Pack3DDetInputs', keys=['points'])],
+    ])
+tta_pipeline = test_pipeline[:-1] + [tta_views]
+tta_model = dict(type='Seg3DTTAModel')
 train_dataloader = dict(
     batch_size=8,
     num_workers=4,

@@ -12,6 +12,7 @@ load = [
 ]
 train_pipeline = load + _base_.train_pipeline[2:]
 test_pipeline = load + _base_.test_pipeline[2:]
+tta_pipeline = test_pipeline[:-1] + [_base_.tta_views]  # tools/test.py --tta
 train_dataloader = dict(
     dataset=dict(_delete_=True, type=dataset_type, data_root=data_root,
                  ann_file='semantickitti_infos_train.pkl', pipeline=train_pipeline,
