@@ -1,9 +1,14 @@
 """PandaSet: the converter (tools/create_pandaset_infos.py), the segmentation dataset and its
-class table, the pretraining dataset, and nuScenes + PandaSet pretraining in one ConcatDataset,
-on the real PandaSet frames (outside the repository; the tests skip without them)."""
+class table, the pretraining dataset, and nuScenes + PandaSet pretraining in one ConcatDataset.
+
+The converter runs in the default suite on a synthetic root in PandaSet's layout whose points
+are placed by construction (tests/synthetic_pandaset.py); the other tests read the real PandaSet
+frames (outside the repository; they skip without them)."""
 import gzip
 import json
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +19,9 @@ from mmengine.config import Config
 from conftest import (PANDASET_SAMPLE, PYTHON, REPO_ROOT, deterministic_pretrain_pipeline,
                       require, run_tool, sample_info_file, small_pretrain_overrides,
                       short_schedule, train_in_process, values)
-from projects.img2lidar.datasets import PandaSetSegDataset
+import synthetic_pandaset as synth
+from projects.img2lidar.datasets import LoadLidarPoints, PandaSetSegDataset
+from projects.img2lidar.datasets.transforms.point_pixel_pairing import project_to_cameras
 from projects.img2lidar.preparation.pandaset_infos import POINT_COLUMNS, create_pandaset_infos
 
 SPLITS = dict(train=['001', '002'], val=['003'])
@@ -80,6 +87,140 @@ def read_infos(path) -> dict:
         return pickle.load(f)
 
 
+# -- the synthetic root: counts and pixels known by construction (default suite) ----------------
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    """The synthetic root (tests/synthetic_pandaset.py) converted by the command line with both
+    lidars, as a user runs it: (root, out dir, the frames as constructed)."""
+    tmp = tmp_path_factory.mktemp('synthetic_pandaset')
+    frames = synth.write_synthetic_pandaset(tmp / 'root')
+    run_tool([PYTHON, 'tools/create_pandaset_infos.py', '--root', str(tmp / 'root'),
+              '--out-dir', str(tmp / 'out'), '--lidar', 'both', '--split', 'train=001'])
+    return tmp / 'root', tmp / 'out', frames
+
+
+def _synthetic_infos(out) -> dict:
+    return {d['token']: d for d in read_infos(out / 'pandaset_infos_train.pkl')['data_list']}
+
+
+def test_synthetic_infos_list_each_frame_with_its_own_pose(synthetic):
+    root, out, frames = synthetic
+    infos = read_infos(out / 'pandaset_infos_train.pkl')
+    assert infos['metainfo']['sequences'] == ['001'] and infos['metainfo']['lidar'] == 'both'
+    data = infos['data_list']
+    assert [(d['token'], d['frame'], d['sample_idx']) for d in data] == [
+        ('001_00', 0, 0), ('001_02', 2, 1)]
+    for d in data:
+        stem = d['token'][-2:]
+        # frame 02 takes pose 2 of the three, not the second pose of the list
+        np.testing.assert_allclose(d['ego2global'], synth.ego2world(int(stem)), atol=1e-12)
+        assert d['timestamp'] == synth.LIDAR_STAMPS[int(stem)]
+        assert d['lidar_points'] == dict(lidar_path=f'001_{stem}.bin', num_pts_feats=6,
+                                         lidar2ego=np.eye(4).tolist())
+        assert d['pts_semantic_mask_path'] == f'001_{stem}.bin'
+        assert list(d['images']) == [synth.CAMERA]
+        cam = d['images'][synth.CAMERA]
+        assert cam['img_path'] == f'001_{stem}.jpg'
+        assert cam['cam2img'] == synth.CAM2IMG
+        assert cam['timestamp'] == synth.LIDAR_STAMPS[int(stem)] - synth.CAMERA_LEAD
+        link = out / 'camera' / synth.CAMERA / cam['img_path']
+        assert link.is_symlink() and not Path(os.readlink(link)).is_absolute()
+        assert link.read_bytes() == (root / '001' / 'camera' / synth.CAMERA /
+                                     f'{stem}.jpg').read_bytes()
+
+
+def test_synthetic_points_labels_and_counts(synthetic):
+    """Frame 00: 14 points on pixel rays (8 on the image: 5 Pandar64, 3 PandarGT; 6 that it
+    does not see: 4 Pandar64, 2 PandarGT), 15 road and 2 far points: 31 rows, 26 Pandar64;
+    frame 02: 29 rows, 6 on the image (5 and 1). Every row in its file order, in the ego
+    frame, with its intensity, lidar, time offset and class."""
+    _, out, frames = synthetic
+    expected = {'00': (31, 26, 5, 8), '02': (29, 26, 3, 6)}  # rows, Pandar64, PandarGT, seen
+    for stem, frame in frames.items():
+        points = load_points(out, f'001_{stem}')
+        rows, p64, gt, seen = expected[stem]
+        assert points.shape == (rows, 6)
+        assert int((points[:, 4] == 0).sum()) == p64 and int((points[:, 4] == 1).sum()) == gt
+        assert int((frame.kind == 'camera').sum()) == seen
+        np.testing.assert_allclose(points[:, :3], frame.ego, atol=2e-6, rtol=0)
+        np.testing.assert_array_equal(points[:, 3], frame.intensity)
+        np.testing.assert_array_equal(points[:, 4], frame.lidar)
+        np.testing.assert_allclose(points[:, 5], frame.time_offset, atol=1e-6, rtol=0)
+        labels = np.fromfile(out / 'labels' / f'001_{stem}.bin', dtype=np.uint8)
+        np.testing.assert_array_equal(labels, frame.label)
+        assert int((labels == 7).sum()) == 15 and int((labels == 6).sum()) == 2
+        # the road lies at its height in the ego frame whatever the pose
+        np.testing.assert_allclose(points[labels == 7, 2], synth.ROAD_Z, atol=2e-6)
+        # a 30 m range drops the far ground and the Pandar64 camera point 36.8 m away
+        near = LoadLidarPoints(load_dim=6, max_range=30.0).transform(
+            dict(lidar_path=str(out / 'points' / f'001_{stem}.bin')))['points']
+        assert len(near) == rows - 3
+
+
+def test_synthetic_points_land_on_their_pixels(synthetic):
+    """Through the written calibration, every camera point lands on the pixel centre and at
+    the depth it was made from; ``lidar2cam`` is the construction's (undo the 0.5 m of ego
+    motion since the camera fired, then the camera's mounting), not the converter's formula;
+    the pairing keeps the camera points only: not those behind the camera on the same pixel
+    rays, nearer than 1 m, or off the image."""
+    _, out, frames = synthetic
+    infos = _synthetic_infos(out)
+    for stem, frame in frames.items():
+        cam = infos[f'001_{stem}']['images'][synth.CAMERA]
+        np.testing.assert_allclose(cam['lidar2cam'], synth.expected_lidar2cam(), atol=1e-12)
+        points = load_points(out, f'001_{stem}')[:, :3].astype(np.float64)
+        in_cam = np.c_[points, np.ones(len(points))] @ np.asarray(cam['lidar2cam']).T
+        on_ray = ~np.isnan(frame.depth)
+        depth = in_cam[on_ray, 2]
+        pixel = (in_cam[on_ray, :2] / depth[:, None] * [synth.FX, synth.FY] +
+                 [synth.CX, synth.CY])
+        np.testing.assert_allclose(depth, frame.depth[on_ray], atol=1e-5)
+        np.testing.assert_allclose(pixel, frame.pixel[on_ray], atol=1e-4)
+        _, idx, pix = project_to_cameras(points, [cam['cam2img']], [cam['lidar2cam']],
+                                         [synth.IMAGE_HW], min_depth=1.0)
+        camera = np.flatnonzero(frame.kind == 'camera')
+        np.testing.assert_array_equal(idx, camera)
+        np.testing.assert_array_equal(pix, np.floor(frame.pixel[camera]).astype(np.int64))
+
+
+def test_synthetic_lidar_choices_keep_their_rows(synthetic, tmp_path):
+    root, out, frames = synthetic
+    for lidar, d in (('pandar64', 0), ('pandargt', 1)):
+        create_pandaset_infos(str(root), str(tmp_path / lidar), lidar=lidar, progress=False)
+        for stem, frame in frames.items():
+            points = load_points(tmp_path / lidar, f'001_{stem}')
+            keep = frame.lidar == d
+            assert len(points) == {('00', 0): 26, ('00', 1): 5, ('02', 0): 26,
+                                   ('02', 1): 3}[(stem, d)] == int(keep.sum())
+            np.testing.assert_array_equal(points, load_points(out, f'001_{stem}')[keep])
+            np.testing.assert_array_equal(
+                np.fromfile(tmp_path / lidar / 'labels' / f'001_{stem}.bin', np.uint8),
+                frame.label[keep])
+
+
+def test_synthetic_pretrain_dataset_pairs_the_constructed_pixels(synthetic):
+    """The pretraining dataset reads the converted infos (cameras=None: the info's own) and
+    pairs each camera point with its pixel."""
+    _, out, frames = synthetic
+    ds = DATASETS.build(dict(
+        type='ImageLidarPretrainDataset', data_root=str(out),
+        ann_file='pandaset_infos_train.pkl', cameras=None,
+        data_prefix=dict(pts='points', sp='superpixels', front_camera='camera/front_camera'),
+        pipeline=[dict(type='LoadLidarPoints', load_dim=6),
+                  dict(type='LoadMultiViewImagesAndSuperpixels', with_superpixels=False),
+                  dict(type='PointPixelPairing', min_depth=1.0)]))
+    assert len(ds) == 2
+    for i, frame in enumerate(frames.values()):
+        out_i = ds[i]
+        assert out_i['cam_names'] == [synth.CAMERA]
+        assert [tuple(hw) for hw in out_i['img_shape']] == [synth.IMAGE_HW]
+        camera = np.flatnonzero(frame.kind == 'camera')
+        np.testing.assert_array_equal(out_i['pairs']['point'], camera)
+        np.testing.assert_array_equal(out_i['pairs']['pixel'],
+                                      np.floor(frame.pixel[camera]).astype(np.int64))
+
+
+# -- the real sample ---------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def converted(tmp_path_factory):
     """The whole sample converted with both lidars: train = 001 + 002, val = 003."""

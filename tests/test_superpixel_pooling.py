@@ -2,6 +2,7 @@
 superpixels pooled per batch, the teacher features pooled by area or by nearest cell, and every
 pooled superpixel keeping its pixels (the pair's id is read where the pair ends up)."""
 import copy
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -67,8 +68,25 @@ def test_pixel_features_equal_the_full_map(cfg, grid, size):
         torch.testing.assert_close(g_sum, g_ref, rtol=1e-5, atol=1e-5)
 
 
+def centre_cell(pixel: int, size: int, cells: int) -> int:
+    """The cell of ``cells`` equal cells over ``[0, size)`` that holds the centre of
+    ``pixel`` (pixel r covers [r, r + 1), its centre is r + 1/2; cell c covers
+    [c * size / cells, (c + 1) * size / cells)): the cell boundaries at or below the centre,
+    counted in exact fractions."""
+    centre = Fraction(2 * pixel + 1, 2)
+    return sum(Fraction(k * size, cells) <= centre for k in range(1, cells))
+
+
+def nearest_pixel(cell: int, size: int, cells: int) -> int:
+    """The pixel that cell ``cell`` reads in ST-SLidR's ``transforms.Resize(size,
+    InterpolationMode.NEAREST)`` of the superpixel map (torchvision hands a tensor to PyTorch's
+    'nearest'): floor(cell * size / cells), in exact integers."""
+    return cell * size // cells
+
+
 def _reference(point_feats, dense, teacher, pairs: BatchPairs, mode):
-    """The pooling written the obvious way, on full-resolution maps."""
+    """The pooling written the obvious way, on full-resolution maps, with the teacher cells of
+    :func:`centre_cell` ('area') and :func:`nearest_pixel` ('nearest')."""
     ids_map = pairs.id_map()
     pair_ids = pairs.superpixel
     ids = torch.unique(pair_ids[pair_ids >= 0])
@@ -84,14 +102,16 @@ def _reference(point_feats, dense, teacher, pairs: BatchPairs, mode):
     q = q[:m] / torch.bincount(pix_rows, minlength=m + 1)[:m, None]
     h, w = teacher.shape[-2:]
     big_h, big_w = ids_map.shape[-2:]
-    if mode == 'area':  # every pixel reads the cell that holds it
-        cy = torch.arange(big_h) * h // big_h
-        cx = torch.arange(big_w) * w // big_w
+    if mode == 'area':  # every pixel reads the cell that holds its centre
+        cy = torch.tensor([centre_cell(r, big_h, h) for r in range(big_h)])
+        cx = torch.tensor([centre_cell(c, big_w, w) for c in range(big_w)])
         full = teacher[:, :, cy][:, :, :, cx]
         cell_rows = pix_rows
-    else:  # every cell reads the map at its nearest pixel
+    else:  # every cell reads the map at ST-SLidR's pixel
         full = teacher
-        small = nearest_resize_labels(ids_map, (h, w))
+        ry = torch.tensor([nearest_pixel(i, big_h, h) for i in range(h)])
+        rx = torch.tensor([nearest_pixel(j, big_w, w) for j in range(w)])
+        small = ids_map[:, ry][:, :, rx]
         cell_rows = row[torch.where(small >= 0, small, pairs.num_ids)].reshape(-1)
     e_dim = teacher.shape[1]
     e = torch.zeros(m + 1, e_dim).index_add(0, cell_rows,
@@ -158,6 +178,84 @@ def test_area_pooling_by_hand():
     # the 2x2 grid reads the map at pixels (0, 0), (0, 2), (2, 0), (2, 2): ids 0, 1, 1, 1
     torch.testing.assert_close(nearest.e[:, 0], torch.tensor([1.0, 3.0]))
     assert torch.equal(area.k, point_feats) and torch.equal(area.num_pairs, torch.tensor([1, 1]))
+
+
+def _one_pair_per_pixel(size):
+    """One image whose every pixel is its own superpixel (id r * W + c) and holds one pair."""
+    big_h, big_w = size
+    ys, xs = torch.meshgrid(torch.arange(big_h), torch.arange(big_w), indexing='ij')
+    n = big_h * big_w
+    return BatchPairs(point=torch.arange(n, dtype=torch.int32),
+                      image=torch.zeros(n, dtype=torch.int32),
+                      pixel=torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).int(),
+                      pair_offsets=torch.tensor([0, n]), image_offsets=torch.tensor([0, 1]),
+                      superpixels=torch.arange(n, dtype=torch.int32).reshape(1, big_h, big_w),
+                      image_id_offsets=torch.tensor([0, n]), num_points=n, num_images=1,
+                      num_ids=n, max_image_ids=n)
+
+
+@pytest.mark.parametrize('size,grid', [
+    ((30, 50), (7, 13)),  # neither a multiple: 3 of 30 rows, 6 of 50 columns differ from r*h//H
+    ((20, 6), (6, 4)),  # boundaries at 10/3, 20/3 ... and at 1.5, 4.5: a centre on a boundary
+    ((28, 52), (7, 13)),  # multiples (stride 4): the cell of pixel r is r // 4
+    ((56, 112), (4, 8)),  # stride 14
+])
+def test_teacher_cells_follow_the_pixel_centres(size, grid):
+    """Which teacher cell each pixel weighs in (``'area'``) and which pixel each cell reads
+    (``'nearest'``), against rules written without the code's formulas.
+
+    The teacher's grid of h x w cells spans the image as the 2D head's bilinear upsampling
+    spans it (``F.interpolate(size=(H, W))``, align_corners False): cell c of h covers
+    [c * H / h, (c + 1) * H / h) of the image's [0, H), and pixel r covers [r, r + 1).
+
+    - ``'area'`` weighs each cell by the pixels of the superpixel that it covers. A pixel that
+      a cell boundary cuts counts, whole, for the cell that holds its centre r + 1/2 (the
+      cell that covers the larger part of it): cell floor((r + 1/2) * h / H). When H is a
+      multiple of h (stride s = H / h) that is r // s, the cell that holds the whole pixel.
+      The left edge's floor(r * h / H) gives another cell to the pixels that a boundary cuts
+      in their left half (3 of 30 rows at H=30, h=7).
+    - ``'nearest'`` is ST-SLidR's ``get_superpixel_features``: it resizes the superpixel map
+      to the teacher's grid with ``transforms.Resize(InterpolationMode.NEAREST)`` (PyTorch's
+      'nearest' on a tensor), so cell i reads pixel floor(i * H / h), the first pixel of the
+      cell, not its centre; each superpixel averages the cells that read it.
+
+    Each pixel here is its own superpixel with one pair, and the teacher's feature of cell
+    (i, j) is (i, j): the pooled e of a superpixel names its cell."""
+    pairs = _one_pair_per_pixel(size)
+    (big_h, big_w), (h, w) = size, grid
+    cell_i, cell_j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    teacher = torch.stack([cell_i, cell_j]).float()[None]  # (1, 2, h, w)
+    head = MODELS.build(dict(type='ImageProjectionHead', in_channels=2, out_channels=2,
+                             project=False))
+    point_feats = torch.zeros(pairs.num_points, 1)
+    area = superpixel_pooling(point_feats, head.pixel_features(teacher, size), teacher, pairs,
+                              'area')
+    rows = torch.tensor([centre_cell(r, big_h, h) for r in range(big_h)])
+    cols = torch.tensor([centre_cell(c, big_w, w) for c in range(big_w)])
+    expected = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), -1).reshape(-1, 2)
+    assert torch.equal(area.ids, torch.arange(big_h * big_w))
+    assert torch.equal(area.e, expected.float())
+    if big_h % h == 0 and big_w % w == 0:  # a multiple: the whole pixel lies in r // s
+        assert torch.equal(rows, torch.arange(big_h) // (big_h // h))
+        assert torch.equal(cols, torch.arange(big_w) // (big_w // w))
+    elif size == (30, 50):  # the left edge's rule disagrees where the issue says
+        assert int((rows != torch.arange(30) * 7 // 30).sum()) == 3
+        assert int((cols != torch.arange(50) * 13 // 50).sum()) == 6
+    nearest = superpixel_pooling(point_feats, head.pixel_features(teacher, size), teacher,
+                                 pairs, 'nearest')
+    read = torch.zeros(big_h, big_w, 2)
+    has_e = torch.zeros(big_h, big_w, dtype=torch.bool)
+    for i in range(h):
+        for j in range(w):
+            r, c = nearest_pixel(i, big_h, h), nearest_pixel(j, big_w, w)
+            read[r, c] = torch.tensor([i, j], dtype=torch.float32)
+            has_e[r, c] = True
+    assert torch.equal(nearest.e, read.reshape(-1, 2))
+    ry = torch.tensor([nearest_pixel(i, big_h, h) for i in range(h)])
+    rx = torch.tensor([nearest_pixel(j, big_w, w) for j in range(w)])
+    assert torch.equal(nearest_resize_labels(pairs.superpixels, grid),
+                       pairs.superpixels[:, ry][:, :, rx])
+    assert int(nearest.num_without_e) == big_h * big_w - h * w == int((~has_e).sum())
 
 
 def test_every_pooled_superpixel_has_pixels_and_a_teacher_feature(batch_and_model):

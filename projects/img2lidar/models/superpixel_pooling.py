@@ -11,10 +11,12 @@ whatever the autocast dtype of the inputs, and no full-resolution copy of any fe
   a few images at a time. Two weightings (``teacher_pooling``):
 
   - ``'area'`` (the default): each cell weighs by the number of the superpixel's pixels it
-    covers, i.e. the mean over the superpixel's pixels of the cell that holds each pixel; every
-    superpixel that holds a pair gets a teacher feature;
-  - ``'nearest'`` (SLidR's and ST-SLidR's code): the map is resized to the teacher's grid by
-    nearest neighbour and each cell counts for the one superpixel it reads; a superpixel that
+    covers, i.e. the mean over the superpixel's pixels of the cell that holds each pixel's
+    centre (the grid spans the image as the head's upsampling spans it); every superpixel that
+    holds a pair gets a teacher feature;
+  - ``'nearest'`` (ST-SLidR's code): the map is resized to the teacher's grid by PyTorch's
+    'nearest' (cell i reads pixel floor(i * H / h), as torchvision's ``Resize(NEAREST)`` that
+    ST-SLidR calls) and each cell counts for the one superpixel it reads; a superpixel that
     no cell reads (small ones, at coarse strides) gets ``e = 0``, which the tolerant and
     balanced losses drop. :attr:`PooledFeatures.num_without_e` counts them.
 
@@ -72,11 +74,18 @@ def _mean(sums: Tensor, counts: Tensor) -> Tensor:
 
 
 def _cell_of_pixels(size, grid, device) -> Tensor:
-    """The teacher cell (flat over the grid) that holds each image pixel, shape (H, W)."""
+    """The teacher cell (flat over the grid) that holds the centre of each image pixel,
+    shape (H, W).
+
+    The h cells span the image's H pixels as the 2D head's upsampling spans them (cell c covers
+    [c * H / h, (c + 1) * H / h)); pixel r covers [r, r + 1) and counts for the cell that holds
+    its centre r + 1/2, floor((2r + 1) * h / (2H)) in integers: the cell that covers the larger
+    part of it. With H a multiple of h (stride s) that is r // s.
+    """
     big_h, big_w = size
     h, w = grid
-    rows = torch.arange(big_h, device=device) * h // big_h
-    cols = torch.arange(big_w, device=device) * w // big_w
+    rows = (2 * torch.arange(big_h, device=device) + 1) * h // (2 * big_h)
+    cols = (2 * torch.arange(big_w, device=device) + 1) * w // (2 * big_w)
     return rows[:, None] * w + cols[None, :]
 
 
@@ -84,9 +93,10 @@ def pool_teacher(teacher_feats: Tensor, pairs: BatchPairs, row_of_id: Tensor, nu
                  mode: str = 'area', chunk_elements: int = 1 << 24):
     """Sum the teacher features into the rows of their superpixels, a few images at a time.
 
-    ``'nearest'``: each cell reads the map at its nearest pixel and is added to that
-    superpixel's row (``index_add`` over the cells: O(cells x E) per image). ``'area'``: each
-    image's (superpixel x cell) matrix of covered pixel counts times its (cell x E) features
+    ``'nearest'``: each cell reads the map at the pixel that PyTorch's 'nearest' resize picks
+    (floor(i * H / h)) and is added to that superpixel's row (``index_add`` over the cells:
+    O(cells x E) per image). ``'area'``: each image's (superpixel x cell) matrix of covered
+    pixel counts (each pixel in the cell that holds its centre) times its (cell x E) features
     (``bmm``): every superpixel that holds a pixel gets a teacher feature, exactly, without a
     host synchronisation, at O(id range x cells x E) per image (a few ms per batch on a GPU;
     about 0.1 s per image on a CPU at the ResNet-50 recipe's sizes).
@@ -127,7 +137,7 @@ def pool_teacher(teacher_feats: Tensor, pairs: BatchPairs, row_of_id: Tensor, nu
 def _pool_nearest(feats: Tensor, grid, pairs: BatchPairs, row_of_id: Tensor, start: int,
                   end: int, sums: Tensor, weights: Tensor) -> None:
     """Images ``start:end`` (features (c, E, cells)): each cell into the row of the superpixel
-    at its nearest pixel."""
+    at the pixel it reads (:func:`nearest_resize_labels`)."""
     ids = nearest_resize_labels(pairs.id_map(start, end), grid).reshape(-1)
     rows = row_of_id[torch.where(ids >= 0, ids, row_of_id.numel() - 1)]
     sums.index_add_(0, rows, feats.transpose(1, 2).reshape(-1, feats.shape[1]))

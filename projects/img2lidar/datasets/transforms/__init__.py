@@ -5,10 +5,11 @@ from .pack_image_lidar_inputs import PackImageLidarInputs
 from .paired_cloud_augmentation import PairedCloudAugmentation
 from .paired_random_resized_crop import PairedRandomFlip, PairedRandomResizedCrop
 from .point_pixel_pairing import PointPixelPairing, project_points
+from .shift_height import ShiftHeight
 from .superpixel_map import compact_superpixel_ids, read_superpixels
 
 __all__ = [
-    'LoadLidarPoints', 'LoadMultiViewImagesAndSuperpixels', 'read_superpixels',
+    'LoadLidarPoints', 'ShiftHeight', 'LoadMultiViewImagesAndSuperpixels', 'read_superpixels',
     'compact_superpixel_ids',
     'PointPixelPairing', 'project_points', 'PairedRandomResizedCrop', 'PairedRandomFlip',
     'PairedCloudAugmentation', 'PackImageLidarInputs'
