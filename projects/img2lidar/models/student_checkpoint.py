@@ -134,3 +134,26 @@ class PretrainedStudentInit:
     def _get_init_info(self) -> str:
         return f'{self.__class__.__name__}: load {self.parts or "student parts"} from ' \
                f'{self.checkpoint}'
+
+
+def student_weights(state_dict: dict,
+                    parts: Sequence[str] = PretrainedStudentInit.STUDENT_PARTS) -> dict:
+    """The tensors of a checkpoint's state dict that a segmentor loads as the pretrained student:
+    the keys under ``parts`` (``voxel_encoder.*`` and ``backbone.*``, the names
+    :class:`PretrainedStudentInit` reads), ``module.`` prefixes removed, in their order.
+
+    Args:
+        state_dict (dict): A checkpoint's ``state_dict`` (a pretraining checkpoint's holds the
+            student at the top level, see the module doc).
+        parts (Sequence[str]): Top-level names to keep. Defaults to
+            :attr:`PretrainedStudentInit.STUDENT_PARTS`.
+
+    Returns:
+        dict: Key -> tensor, empty when the state dict holds no student.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key.split('.', 1)[0] in parts:
+            out[key] = value
+    return out
