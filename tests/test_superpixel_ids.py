@@ -104,9 +104,9 @@ def test_any_labelling_gives_the_same_loss(nuscenes_root, relabelled_root):
 
 
 def test_npz_maps_read_like_numpy_and_damage_names_the_file(tmp_path):
-    """read_superpixels inflates .npz maps itself (without zipfile's checksum pass): the same
-    arrays as np.load for every integer type, uncompressed files through np.load, and a damaged
-    file is an error naming it."""
+    """read_superpixels inflates .npz maps itself (checked against the entry's CRC-32): the
+    same arrays as np.load for every integer type, deflated or stored, and a damaged file is an
+    error naming it (every bit flip: tests/test_stored_file_damage.py)."""
     from projects.img2lidar.datasets.transforms import read_superpixels
     rng = np.random.default_rng(0)
     maps = {'u8': rng.integers(0, 200, (90, 160)).astype(np.uint8),
@@ -119,7 +119,7 @@ def test_npz_maps_read_like_numpy_and_damage_names_the_file(tmp_path):
         got = read_superpixels(str(path))
         assert got.dtype == labels.dtype and np.array_equal(got, labels)
         plain = tmp_path / f'{name}_stored.npz'
-        np.savez(plain, labels=labels)  # not deflated: read by np.load
+        np.savez(plain, labels=labels)  # stored, not deflated
         assert np.array_equal(read_superpixels(str(plain)), labels)
     data = bytearray((tmp_path / 'u16.npz').read_bytes())
     data[200:260] = bytes(60)  # inside the compressed stream

@@ -16,11 +16,14 @@ this one mechanism, :func:`register_student_layout`:
 The other direction, a pretraining checkpoint into an mmdet3d segmentor, is
 :class:`PretrainedStudentInit` (``init_cfg=dict(type='PretrainedStudent', checkpoint=...)``).
 """
+import os
 from functools import partial
 from typing import Optional, Sequence, Tuple
 
 from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
+
+from ..file_integrity import check_checkpoint_file
 
 
 def student_names(model: nn.Module) -> Tuple[str, ...]:
@@ -102,6 +105,8 @@ class PretrainedStudentInit:
     def __call__(self, module: nn.Module) -> None:
         from mmengine.logging import MMLogger
         from mmengine.runner.checkpoint import CheckpointLoader
+        if os.path.isfile(self.checkpoint):  # torch.load checks no CRC: damage named here
+            check_checkpoint_file(self.checkpoint)
         ckpt = CheckpointLoader.load_checkpoint(self.checkpoint, map_location=self.map_location)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
         state = {k[len('module.'):] if k.startswith('module.') else k: v

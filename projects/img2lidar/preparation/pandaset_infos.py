@@ -22,7 +22,9 @@ per point (``annotations/semseg/<NN>.pkl.gz``, column ``class``, ids of ``classe
   (``lidar_path``, ``num_pts_feats``, ``lidar2ego`` = identity, since the points are stored in
   the ego frame), ``ego2global`` (the lidar pose), ``pts_semantic_mask_path``,
   ``images.<cam>.{img_path, cam2img (3x3), lidar2cam (4x4), cam2ego, timestamp}``, and
-  ``sequence``, ``frame``, ``token`` (``<seq>_<NN>``), ``timestamp``.
+  ``sequence``, ``frame``, ``token`` (``<seq>_<NN>``), ``timestamp``; and its checksum
+  sidecar ``<prefix>_<split>.pkl.sha256``, which the datasets check before reading it
+  (:mod:`projects.img2lidar.datasets.info_file_io`).
 
 ``lidar2cam = inverse(camera pose) @ ego pose``: both poses are world poses at their own
 timestamps (the cameras fire about 50 ms before the lidar frame's timestamp), so the ego motion
@@ -33,13 +35,14 @@ relative to the data prefixes of ``configs/_base_/datasets/pandaset_layout.py``
 import json
 import os
 import os.path as osp
-import pickle
 import shutil
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from pyquaternion import Quaternion
+
+from ..datasets.info_file_io import write_info_file
 
 #: the float32 columns of the written point files, in order. The student reads the first four
 #: (x, y, z, intensity), as from nuScenes; 'lidar_id' is PandaSet's ``d`` (0 Pandar64,
@@ -351,11 +354,10 @@ def create_pandaset_infos(root: str, out_dir: str,
             if progress:
                 bar.update()
         path = osp.join(out_dir, f'{prefix}_{split}.pkl')
-        with open(path, 'wb') as f:
-            pickle.dump(dict(metainfo=dict(dataset='pandaset', info_version='1.1', split=split,
-                                           sequences=names, lidar=lidar,
-                                           point_columns=POINT_COLUMNS),
-                             data_list=data_list), f)
+        write_info_file(path, dict(metainfo=dict(dataset='pandaset', info_version='1.1',
+                                                 split=split, sequences=names, lidar=lidar,
+                                                 point_columns=POINT_COLUMNS),
+                                   data_list=data_list))
         if progress:
             labelled = sum('pts_semantic_mask_path' in d for d in data_list)
             print(f'\nwrote {path} ({labelled} of {len(data_list)} frames labelled)')

@@ -14,16 +14,19 @@ lidar and camera timestamps folded in, and ``pts_semantic_mask_path`` when lidar
   (mini_train / mini_val on v1.0-mini).
 
 Paths in the infos are relative to the data prefixes of the configs: lidar files to
-``samples/LIDAR_TOP`` and images to ``samples/<CAM>`` (as mmdet3d's nuScenes configs).
+``samples/LIDAR_TOP`` and images to ``samples/<CAM>`` (as mmdet3d's nuScenes configs). Each
+info file gets a checksum sidecar, ``<info>.pkl.sha256``, that the datasets check before
+reading it (:mod:`projects.img2lidar.datasets.info_file_io`).
 """
 import os
 import os.path as osp
-import pickle
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from pyquaternion import Quaternion
 
+from ..datasets.info_file_io import write_info_file
+from ..file_integrity import checksum_path
 from ..splits import NUSCENES_PRETRAIN_VAL_SCENES, read_name_list
 
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
@@ -167,10 +170,9 @@ def create_pretrain_infos(root: str, version: str = 'v1.0-trainval', out_dir: Op
             bar.update()
         print()
         path = osp.join(out_dir, f'{prefix}_{split}.pkl')
-        with open(path, 'wb') as f:
-            pickle.dump(dict(metainfo=dict(dataset='nuscenes', version=version,
-                                           info_version='1.1', split=split,
-                                           scenes=names), data_list=data_list), f)
-        print(f'wrote {path}')
+        write_info_file(path, dict(metainfo=dict(dataset='nuscenes', version=version,
+                                                 info_version='1.1', split=split,
+                                                 scenes=names), data_list=data_list))
+        print(f'wrote {path} (and its checksum, {osp.basename(checksum_path(path))})')
         written[split] = path
     return written

@@ -80,6 +80,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..file_integrity import DamagedFileError, check_checkpoint_file
+
 logger = logging.getLogger('convert_teacher_checkpoint')
 
 FORMATS = ('auto', 'moco', 'swav', 'dino', 'obow', 'torchvision', 'dinov2', 'mobilenetv2')
@@ -392,10 +394,15 @@ def load_source(path: str, unsafe: bool = False) -> Any:
         The loaded object.
 
     Raises:
-        ConversionError: The file is absent or the safe loader refuses it.
+        ConversionError: The file is absent, damaged (a zip checkpoint whose bytes do not match
+            their CRC-32s, or truncated), or the safe loader refuses it.
     """
     if not Path(path).is_file():
         raise ConversionError(f'checkpoint not found: {path}')
+    try:  # torch.load checks no CRC; a truncated file's error would not name it
+        check_checkpoint_file(path)
+    except DamagedFileError as err:
+        raise ConversionError(str(err)) from None
     if unsafe:
         return torch.load(path, map_location='cpu', weights_only=False)
     safe_globals = getattr(torch.serialization, 'safe_globals', None)

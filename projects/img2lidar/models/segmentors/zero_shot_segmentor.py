@@ -1,4 +1,5 @@
 """Zero-shot 3D semantic segmentation: point features against class text embeddings."""
+import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -12,6 +13,7 @@ from mmengine.runner import CheckpointLoader
 from torch import Tensor
 from torch.nn import functional as F
 
+from ...file_integrity import check_checkpoint_file
 from ..student_checkpoint import register_student_layout
 
 
@@ -98,6 +100,8 @@ class ZeroShotSegmentor(Base3DSegmentor):
     @staticmethod
     def _read_embeddings(path: str):
         """(C, E) embeddings and the class names (None for a bare tensor) of a file."""
+        if osp.isfile(path):  # torch.load checks no CRC: damage named here
+            check_checkpoint_file(path)
         data = torch.load(path, map_location='cpu', weights_only=True)
         if isinstance(data, Tensor):
             return data, None
@@ -116,6 +120,8 @@ class ZeroShotSegmentor(Base3DSegmentor):
                 level, keys optionally prefixed with ``module.``) holds the student's keys at
                 the top level (``backbone.*``, ``projection.*``, ...).
         """
+        if osp.isfile(checkpoint):  # torch.load checks no CRC: damage named here
+            check_checkpoint_file(checkpoint)
         ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
         state = {k[len('module.'):] if k.startswith('module.') else k: v

@@ -1,4 +1,5 @@
 """The frozen 2D teacher: any mm image backbone, always in eval mode, never trained."""
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
@@ -9,6 +10,7 @@ from mmengine.model import BaseModule
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from ...file_integrity import check_checkpoint_file
 from .image_normalization import IMAGENET_MEAN_STD, ImageNormalization
 
 
@@ -62,12 +64,16 @@ class FrozenImageTeacher(BaseModule):
         self.backbone.eval()
 
     def init_weights(self) -> None:
-        """Load the teacher's weights from its local checkpoint (strictly)."""
+        """Load the teacher's weights from its local checkpoint (strictly), after checking the
+        local file against its CRC-32s: a damaged or truncated checkpoint is a
+        :class:`~projects.img2lidar.file_integrity.DamagedFileError` naming it."""
         logger = MMLogger.get_current_instance()
         if self.checkpoint is None:
             logger.warning('FrozenImageTeacher: no checkpoint given, the teacher keeps its '
                            'RANDOM initialisation (fine for demos and tests only)')
             return
+        if osp.isfile(self.checkpoint):  # a local file (mmengine also reads URLs, unchecked)
+            check_checkpoint_file(self.checkpoint)  # torch.load checks no CRC
         load_checkpoint(self.backbone, self.checkpoint, map_location='cpu', strict=True,
                         logger=logger)
         for p in self.backbone.parameters():
