@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""Compute SLIC superpixels for every camera image of an info file.
+"""Compute SLIC superpixels for every camera image of one or more info files.
 
     python tools/create_superpixels.py data/nuscenes/nuscenes_infos_pretrain.pkl \
+        data/nuscenes/nuscenes_infos_pretrain_val.pkl \
         --data-root data/nuscenes --out-dir data/nuscenes/superpixels --workers 16
+
+Give every split the config reads (the pretraining infos and the validation infos: a run
+checks at its start that the maps of both exist); an image listed by several infos is computed
+once.
 
 Writes one integer map per image to ``<out-dir>/<CAM>/<image stem>.npz`` (compressed uint8
 when the ids fit, uint16 otherwise; ``--format png`` for PNG, which reads about 3x slower), the
@@ -28,7 +33,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('info', help='mmdet3d info file (.pkl)')
+    parser.add_argument('info', nargs='+', help='mmdet3d info file(s) (.pkl)')
     parser.add_argument('--data-root', required=True)
     parser.add_argument('--img-prefix', default='samples/{cam}',
                         help="image folder under the data root; '{cam}' is the camera name")

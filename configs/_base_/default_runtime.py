@@ -5,7 +5,11 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    # before the first iteration: every file the train and val datasets read exists (a stat;
+    # projects/img2lidar/engine/data_files_check_hook.py). Files in object storage:
+    # --cfg-options default_hooks.data_files.skip=True
+    data_files=dict(type='DataFilesCheckHook'))
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

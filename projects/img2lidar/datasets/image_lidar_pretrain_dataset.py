@@ -8,6 +8,8 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import MMLogger
 
 from .bad_sample import BadSampleError
+from .info_file_checks import require_info_file, require_samples
+from .info_file_io import checked_info_file
 
 
 @DATASETS.register_module()
@@ -56,6 +58,19 @@ class ImageLidarPretrainDataset(BaseDataset):
     def _prefix(self, key: str, default: str = '') -> str:
         return self.data_prefix.get(key, self.data_prefix.get(default, ''))
 
+    def image_prefix(self, cam: str) -> str:
+        """The folder (data root joined) that ``cam``'s image paths are relative to."""
+        return self._prefix(cam, 'img')
+
+    def load_data_list(self) -> List[dict]:
+        """The info file's samples; a missing info file or an empty split is an error naming
+        the file (and the command that makes it)."""
+        require_info_file(self)
+        with checked_info_file(self.ann_file):  # damage: an error naming the file
+            data_list = super().load_data_list()
+        require_samples(self, data_list)
+        return data_list
+
     def parse_data_info(self, info: dict) -> dict:
         """Resolve paths and calibration of one info entry."""
         images = info.get('images', {})
@@ -74,7 +89,7 @@ class ImageLidarPretrainDataset(BaseDataset):
             img_paths=[], sp_paths=[], cam2img=[], lidar2cam=[])
         for cam in cams:
             img = images[cam]
-            data['img_paths'].append(osp.join(self._prefix(cam, 'img'), img['img_path']))
+            data['img_paths'].append(osp.join(self.image_prefix(cam), img['img_path']))
             stem = osp.splitext(osp.basename(img['img_path']))[0]
             data['sp_paths'].append(
                 osp.join(self._prefix('sp'), cam, stem + self.superpixel_suffix))

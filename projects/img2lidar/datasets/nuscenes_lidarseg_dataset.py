@@ -5,6 +5,9 @@ import numpy as np
 from mmdet3d.datasets import Seg3DDataset
 from mmdet3d.registry import DATASETS
 
+from .info_file_checks import require_info_file, require_samples
+from .info_file_io import checked_info_file
+
 #: nuScenes raw lidarseg ids (0-31) -> evaluation ids (0 = ignored, 1-16 = CLASSES)
 RAW_TO_EVAL = {0: 0, 1: 0, 2: 7, 3: 7, 4: 7, 5: 0, 6: 7, 7: 0, 8: 0, 9: 1, 10: 0, 11: 0, 12: 8,
                13: 0, 14: 2, 15: 3, 16: 3, 17: 4, 18: 5, 19: 0, 20: 0, 21: 6, 22: 9, 23: 10,
@@ -97,7 +100,12 @@ class NuScenesLidarSegDataset(Seg3DDataset):
         return mapping
 
     def load_data_list(self) -> List[dict]:
-        data_list = super().load_data_list()
+        """The info file's samples (SLidR's few-shot scenes of them with ``few_shot``); a
+        missing info file or an empty split is an error naming the file."""
+        require_info_file(self)
+        with checked_info_file(self.ann_file):  # damage: an error naming the file
+            data_list = super().load_data_list()
+        require_samples(self, data_list)
         if self.few_shot is None:
             return data_list
         missing = [i for i, d in enumerate(data_list)
@@ -110,4 +118,6 @@ class NuScenesLidarSegDataset(Seg3DDataset):
         in_table_order = sorted(order, key=order.get)
         keep = set(few_shot_scenes(in_table_order, in_table_order,
                                    FEW_SHOT_STEPS[self.few_shot]))
-        return [d for d in data_list if d['scene_name'] in keep]
+        kept = [d for d in data_list if d['scene_name'] in keep]
+        require_samples(self, kept, len(data_list), f'few_shot={self.few_shot}')
+        return kept

@@ -5,6 +5,9 @@ from typing import List, Optional
 from mmdet3d.datasets import SemanticKittiDataset
 from mmdet3d.registry import DATASETS
 
+from .info_file_checks import require_info_file, require_samples
+from .info_file_io import checked_info_file
+
 
 @DATASETS.register_module()
 class SemanticKittiFewShotDataset(SemanticKittiDataset):
@@ -49,7 +52,12 @@ class SemanticKittiFewShotDataset(SemanticKittiDataset):
         super().__init__(metainfo=dict(defaults, **metainfo), **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        data_list = super().load_data_list()
+        """The info file's scans (every ``every_nth`` of them); a missing info file or an empty
+        split is an error naming the file (and the command that makes it)."""
+        require_info_file(self)
+        with checked_info_file(self.ann_file):  # damage: an error naming the file
+            data_list = super().load_data_list()
+        require_samples(self, data_list)
         if self.every_nth is None:
             return data_list
         ordered = sorted(data_list, key=lambda d: d['lidar_points']['lidar_path'])

@@ -1,14 +1,16 @@
-"""SLIC superpixels for every camera image of an info file (SLidR's parameters).
+"""SLIC superpixels for every camera image of one or more info files (SLidR's parameters).
 
 Writes one integer map per image to ``<out_dir>/<CAM>/<image stem>.npz`` (compressed uint8 when
 the ids fit, uint16 otherwise; ``fmt='png'`` for PNG, which reads about 3x slower), the layout
-:class:`ImageLidarPretrainDataset` reads with ``data_prefix['sp']``. Images whose map exists are
-skipped, so a killed run resumes. The command line is ``tools/create_superpixels.py``.
+:class:`ImageLidarPretrainDataset` reads with ``data_prefix['sp']``. Every split a config reads
+(the pretraining and its validation infos) can be given at once; an image listed by several
+infos is computed once. Images whose map exists are skipped, so a killed run resumes. The
+command line is ``tools/create_superpixels.py``.
 """
 import os
 import os.path as osp
 import pickle
-from typing import Tuple
+from typing import List, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -104,13 +106,25 @@ def list_jobs(info_file: str, data_root: str, img_prefix: str, out_dir: str,
     return jobs
 
 
-def create_superpixels(info_file: str, data_root: str, out_dir: str,
+def unique_jobs(info_files: Sequence[str], data_root: str, img_prefix: str, out_dir: str,
+                suffix: str = '.npz') -> List[Tuple[str, str]]:
+    """(image path, map path) of every camera image of the info files, each map once (in the
+    order of the first info that lists it)."""
+    jobs = {}
+    for info_file in info_files:
+        for src, dst in list_jobs(info_file, data_root, img_prefix, out_dir, suffix):
+            jobs.setdefault(dst, src)
+    return [(src, dst) for dst, src in jobs.items()]
+
+
+def create_superpixels(info_file: Union[str, Sequence[str]], data_root: str, out_dir: str,
                        img_prefix: str = 'samples/{cam}', workers: int = 1, fmt: str = 'npz',
                        progress: bool = True, **params) -> Tuple[int, int]:
-    """Compute the maps of every camera image of ``info_file`` that has none yet.
+    """Compute the maps of every camera image of the info file(s) that has none yet.
 
     Args:
-        info_file (str): mmdet3d info file (.pkl).
+        info_file (str | Sequence[str]): mmdet3d info file(s) (.pkl); an image listed by
+            several is computed once.
         data_root (str): Root the image paths are joined to.
         out_dir (str): Where the maps go (``<out_dir>/<CAM>/<stem>.<fmt>``).
         img_prefix (str): Image folder under the data root; ``{cam}`` is the camera name.
@@ -121,14 +135,15 @@ def create_superpixels(info_file: str, data_root: str, out_dir: str,
             ``sigma``, ``downscale``, ``preprocess``).
 
     Returns:
-        tuple[int, int]: Images listed and maps computed now.
+        tuple[int, int]: Distinct images listed and maps computed now.
     """
     from mmengine.utils import track_parallel_progress, track_progress
-    jobs = list_jobs(info_file, data_root, img_prefix, out_dir, '.' + fmt)
+    info_files = [info_file] if isinstance(info_file, str) else list(info_file)
+    jobs = unique_jobs(info_files, data_root, img_prefix, out_dir, '.' + fmt)
     todo = [(src, dst, params) for src, dst in jobs if not osp.isfile(dst)]
     if progress:
-        print(f'{len(jobs)} images, {len(jobs) - len(todo)} already done, {len(todo)} to '
-              f'compute with {workers} workers')
+        print(f'{len(info_files)} info file(s), {len(jobs)} images, {len(jobs) - len(todo)} '
+              f'already done, {len(todo)} to compute with {workers} workers')
     if todo:
         if workers > 1:
             track_parallel_progress(_job, todo, nproc=workers, chunksize=4)
