@@ -117,14 +117,15 @@ def run_block(cwd: Path, name: str, timeout: int = 900, env: Optional[dict] = No
     calling test, with the block and the end of its output, when it exits non-zero.
 
     Returns:
-        str: Its standard output and error.
+        str: Its standard output and error, interleaved.
     """
     block = all_blocks()[name]
     run_env = dict(os.environ, IMG2LIDAR_TINY='1', **(env or {}))
     run_env.pop('PYTHONPATH', None)
     res = subprocess.run(['bash', '-euo', 'pipefail', '-c', block.text], cwd=cwd, env=run_env,
-                         capture_output=True, text=True, timeout=timeout)
-    out = res.stdout + res.stderr
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=timeout)
+    out = res.stdout
     if res.returncode != 0:
         raise AssertionError(f'{block.doc}:{block.line} ({name}) failed with exit '
                              f'{res.returncode}:\n{block.text}\n...{out[-6000:]}')

@@ -5,12 +5,15 @@ package and virtual environment linked in) that holds the data the docs name:
 
 - ``data/nuscenes``: the nuScenes-format demo world written as v1.0-trainval with lidarseg
   (4 scenes, one keyframe each: train scene-0061 and scene-1094 (one of SLidR's held-out
-  pretraining scenes), val scene-0103 and scene-0553);
-- ``data/semantickitti``: the SemanticKITTI fixture of tests/data, its sequence 00 also linked
-  as the validation sequence 08;
+  pretraining scenes), val scene-0103 and scene-0553), plus 98 train scenes that copy
+  scene-0061's keyframe, so that SLidR's 1% split (the 100th train scene) is not empty;
+- ``data/semantickitti``: the SemanticKITTI fixture of tests/data as sequence 00, and its first
+  scan in each of the other 21 sequences (with labels in 01-10; 08 is the validation one);
 - ``moco_v2_800ep_pretrain.pth.tar``: a MoCo v2 checkpoint in the release's layout with random
   weights; ``checkpoints/clip-vit-base-patch16``: a tiny random CLIP (transformers directory);
-- ``data/pandaset``: a synthetic PandaSet root in PandaSet's own layout.
+- ``data/pandaset``: a synthetic PandaSet root in PandaSet's own layout;
+- ``data/pandaset_sample``: a link to the optional PandaSet sample (the real-data flow, which
+  skips without it).
 
 Only sizes change, through the documented ``IMG2LIDAR_TINY=1`` (projects/img2lidar/engine/
 tiny_sizes.py: the last epoch of each schedule, batch 1, one sample per dataset, small students
@@ -55,6 +58,8 @@ EXEMPT = {
 }
 WORKSPACE_LINKS = ['tools', 'configs', 'projects', 'requirements', 'setup.py']
 NUSCENES_SCENES = ['scene-0061', 'scene-0553', 'scene-1094', 'scene-0103']
+#: copies of scene-0061 that make the train split 100 scenes long (SLidR's 1% keeps the 100th)
+CLONES = 98
 CLIP_EMBED_DIM = 512  # the zero-shot configs' embed_dim
 
 
@@ -111,11 +116,56 @@ def _moco_v2_release(path: Path) -> None:
 
 
 def _semantickitti(root: Path) -> None:
-    """The fixture's sequence 00, also as the validation sequence 08."""
-    seq = root / 'sequences'
-    seq.mkdir(parents=True)
-    shutil.copytree(SEMANTICKITTI_FIXTURE / 'sequences' / '00', seq / '00')
-    os.symlink('00', seq / '08')
+    """SemanticKITTI's layout for all 22 sequences: the fixture's sequence 00, and in every other
+    sequence its first scan (with its labels in the labelled sequences 01-10)."""
+    fixture = SEMANTICKITTI_FIXTURE / 'sequences' / '00'
+    shutil.copytree(fixture, root / 'sequences' / '00')
+    scan = sorted((fixture / 'velodyne').glob('*.bin'))[0]
+    label = fixture / 'labels' / (scan.stem + '.label')
+    for seq in range(1, 22):
+        folder = root / 'sequences' / f'{seq:02d}'
+        (folder / 'velodyne').mkdir(parents=True)
+        os.symlink(scan, folder / 'velodyne' / scan.name)
+        if seq <= 10:
+            (folder / 'labels').mkdir()
+            os.symlink(label, folder / 'labels' / label.name)
+
+
+def _clone_train_scenes(root: Path, version: str, source: str, count: int) -> List[str]:
+    """Add ``count`` train scenes to a written world's tables, each a copy of scene ``source``
+    that reads the same files, so that SLidR's 1% rule (every 100th train scene in table order)
+    has a scene to keep without rendering a hundred. Returns their names."""
+    import json
+    from nuscenes.utils.splits import train
+    from projects.img2lidar.splits import NUSCENES_PRETRAIN_VAL_SCENES, read_name_list
+    tables = {n: json.loads((root / version / f'{n}.json').read_text())
+              for n in ('scene', 'sample', 'sample_data', 'lidarseg')}
+    taken = {s['name'] for s in tables['scene']} | set(read_name_list(
+        str(NUSCENES_PRETRAIN_VAL_SCENES)))
+    names = [n for n in train if n not in taken][:count]
+    scene = next(s for s in tables['scene'] if s['name'] == source)
+    samples = [s for s in tables['sample'] if s['scene_token'] == scene['token']]
+    assert len(samples) == 1, 'clones copy a one-keyframe scene'
+    data = [d for d in tables['sample_data'] if d['sample_token'] == samples[0]['token']]
+    segs = {s['sample_data_token']: s for s in tables['lidarseg']}
+    for name in names:
+        sample = dict(samples[0], token=f'sample_{name}_0', scene_token=f'scene_{name}')
+        tables['scene'].append(dict(scene, token=f'scene_{name}', name=name,
+                                    first_sample_token=sample['token'],
+                                    last_sample_token=sample['token']))
+        tables['sample'].append(sample)
+        for d in data:
+            token = d['token'].replace(samples[0]['token'], sample['token'])
+            tables['sample_data'].append(dict(d, token=token, sample_token=sample['token']))
+            if d['token'] in segs:  # the devkit wants one label file per record: a link
+                seg = segs[d['token']]
+                filename = seg['filename'].replace(d['token'], token)
+                os.symlink(root / seg['filename'], root / filename)
+                tables['lidarseg'].append(dict(seg, token=token, sample_data_token=token,
+                                               filename=filename))
+    for n, table in tables.items():
+        (root / version / f'{n}.json').write_text(json.dumps(table))
+    return names
 
 
 @pytest.fixture(scope='module')
@@ -127,6 +177,7 @@ def workspace(tmp_path_factory) -> Path:
     os.symlink(Path(sys.prefix), ws / '.venv')  # the environment running the suite
     write_world(str(ws / 'data' / 'nuscenes'), NUSCENES_SCENES, samples_per_scene=1,
                 version='v1.0-trainval', seed=0)
+    _clone_train_scenes(ws / 'data' / 'nuscenes', 'v1.0-trainval', 'scene-0061', CLONES)
     _semantickitti(ws / 'data' / 'semantickitti')
     _moco_v2_release(ws / 'moco_v2_800ep_pretrain.pth.tar')
     _tiny_clip(ws / 'checkpoints' / 'clip-vit-base-patch16')
@@ -152,14 +203,17 @@ def test_nuscenes_flow(workspace):
     counts = {s: _samples(data / f'nuscenes_infos_{s}.pkl')
               for s in ('pretrain', 'pretrain_val', 'train', 'val')}
     # scene-1094 is one of SLidR's 100 held-out scenes; scene-0553 and scene-0103 are val scenes
-    assert counts == dict(pretrain=1, pretrain_val=1, train=2, val=2)
-    assert len(list((data / 'superpixels').rglob('*.npz'))) == 6 * 2  # both pretraining splits
+    assert counts == dict(pretrain=1 + CLONES, pretrain_val=1, train=2 + CLONES, val=2)
+    # both pretraining splits: scene-0061 (its clones read its images) and scene-1094
+    assert len(list((data / 'superpixels').rglob('*.npz'))) == 6 * 2
     assert (ws / 'checkpoints' / 'resnet50_mocov2.pth').is_file()
 
     run_block(ws, 'semantickitti-prepare')
     sk = ws / 'data' / 'semantickitti'
-    assert _samples(sk / 'semantickitti_infos_train.pkl') == _samples(
-        sk / 'semantickitti_infos_val.pkl') > 0
+    n_00 = len(list((SEMANTICKITTI_FIXTURE / 'sequences' / '00' / 'velodyne').glob('*.bin')))
+    assert _samples(sk / 'semantickitti_infos_train.pkl') == n_00 + 9  # and 01-07, 09, 10
+    assert _samples(sk / 'semantickitti_infos_val.pkl') == 1  # 08
+    assert _samples(sk / 'semantickitti_infos_test.pkl') == 11  # 11-21
 
     run_block(ws, 'verify-data')
 
@@ -177,7 +231,10 @@ def test_nuscenes_flow(workspace):
             'epoch_100.pth').is_file()
     assert (ws / 'work_dirs' / 'minkunet34_2xb8-100e_nuscenes-lidarseg-1pct' /
             'epoch_100.pth').is_file()
-    assert len(_pngs(ws / 'work_dirs' / 'minkunet34_1pct_predictions')) == counts['val']
+    # the pictures go under the test run's own work dir and timestamp, as in mmdet3d
+    predictions = list((ws / 'work_dirs' / 'minkunet34_2xb8-100e_nuscenes-lidarseg-1pct').glob(
+        '*/predictions'))
+    assert len(predictions) == 1 and len(_pngs(predictions[0])) == 1  # tiny: one test sample
 
     run_block(ws, 'evaluate')
     table = (ws / 'work_dirs' / 'results.md').read_text()
@@ -194,6 +251,28 @@ def test_nuscenes_flow(workspace):
 
     run_block(ws, 'distributed')
     assert (ws / 'work_dirs' / 'stslidr_2proc' / 'epoch_50.pth').is_file()
+
+
+def test_pandaset_flow(workspace):
+    """PandaSet's split lists, conversion and the superpixels of both splits, on a synthetic
+    root in PandaSet's own layout: sequence 001 north of latitude 37.6 (train) and a copy of it,
+    002, south of it (val)."""
+    import json
+    from synthetic_pandaset import FRAMES, SEQUENCE, write_synthetic_pandaset
+    root = workspace / 'data' / 'pandaset'
+    write_synthetic_pandaset(root)
+    shutil.copytree(root / SEQUENCE, root / '002', symlinks=True)
+    gps = json.loads((root / '002' / 'meta' / 'gps.json').read_text())
+    (root / '002' / 'meta' / 'gps.json').write_text(json.dumps([dict(g, lat=37.3) for g in gps]))
+
+    run_block(workspace, 'pandaset-prepare')
+    assert (workspace / 'pandaset_train.txt').read_text().split() == [SEQUENCE]
+    assert (workspace / 'pandaset_val.txt').read_text().split() == ['002']
+    out = workspace / 'data' / 'pandaset_converted'
+    assert _samples(out / 'pandaset_infos_train.pkl') == _samples(
+        out / 'pandaset_infos_val.pkl') == len(FRAMES)
+    # one camera per frame in the synthetic root: a map per image of both splits
+    assert len(list((out / 'superpixels').rglob('*.npz'))) == 2 * len(FRAMES)
 
 
 def test_slurm_flow(workspace):
@@ -216,6 +295,21 @@ def test_slurm_flow(workspace):
 
 
 def test_real_data_flow(workspace):
-    """The real-data check's command, on the optional PandaSet sample."""
-    require(PANDASET_SAMPLE)
-    pytest.skip('rewritten in the real-data issue')
+    """The real-data check's command, on the optional PandaSet sample linked in as
+    ``data/pandaset_sample``: a smoke run (one seed, tiny pretraining, the smallest probe) that
+    writes its held-out report."""
+    import json
+    sample = require(PANDASET_SAMPLE)
+    link = workspace / 'data' / 'pandaset_sample'
+    link.parent.mkdir(exist_ok=True)
+    if not link.exists():
+        os.symlink(sample, link)
+    out = run_block(workspace, 'real-data-check')
+    assert 'a smoke run, not a result' in out
+    results = workspace / 'work_dirs' / 'real_data'
+    data = json.loads((results / 'results.json').read_text())
+    assert data['variant'] == 'held-out' and data['smoke'] and data['seeds'] == 1
+    assert data['pretraining']['sequences'] == ['001', '002']
+    table = (results / 'results.md').read_text()
+    assert table.startswith('**Smoke run') and '\nHeld out: ' in table
+    assert 'SLidR' in table and 'Paired differences from SLidR' in table

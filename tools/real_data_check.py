@@ -2,12 +2,18 @@
 """The real-data check: pretrain on real labelled PandaSet frames without their labels, from a
 real ImageNet teacher, and probe the frozen student on a held-out sequence.
 
-    .venv/bin/python tools/real_data_check.py                  # the sample at $IMG2LIDAR_SHARED_DATA
+    .venv/bin/python tools/real_data_check.py                # the sample at $IMG2LIDAR_SHARED_DATA
     .venv/bin/python tools/real_data_check.py --pandaset PATH/pandaset_sample --seeds 3
+    .venv/bin/python tools/real_data_check.py --transductive # pretraining on all 10 frames
 
-Writes work_dirs/real_data/results.{md,json} (what is measured, and how: the module doc of
+By default the pretraining reads sequences 001 and 002 only and sequence 003 is held out from
+everything; --transductive pretrains on all frames (003 included, without labels) and reports
+apart. Writes work_dirs/real_data/results.{md,json} (results_transductive.{md,json} for
+--transductive; what is measured, and how: the module doc of
 projects/img2lidar/evaluation/real_data_check.py). Everything it makes is reused by a second
-call: converted frames, superpixels, the converted teacher, finished pretraining runs.
+call: converted frames, superpixels, the converted teacher, finished pretraining runs of the same
+variant. With IMG2LIDAR_TINY=1 it is a smoke run: one seed, tiny pretraining (tools/train.py
+shrinks itself), the smallest probe, its pretraining runs kept apart from the real ones.
 """
 import argparse
 import os
@@ -25,14 +31,27 @@ def main(argv=None) -> int:
         help='the PandaSet sample (default: $IMG2LIDAR_SHARED_DATA/pandaset_sample)')
     parser.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'real_data'))
     parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--transductive', action='store_true',
+                        help='pretrain on all 10 frames (the test sequence 003 included, '
+                        'without labels) instead of sequences 001 and 002 only; reported apart')
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f'--seeds must be at least 1, got {args.seeds}')
     os.environ.setdefault('OMP_NUM_THREADS', str(min(2, os.cpu_count() or 1)))
     import projects.img2lidar  # noqa: F401  compat fixes and registrations
     from mmdet3d.utils import register_all_modules
-    from projects.img2lidar.evaluation.real_data_check import run
+    from projects.img2lidar.engine.tiny_sizes import TINY_ENV, tiny_enabled
+    from projects.img2lidar.evaluation.real_data_check import TINY_PROBE, log, run
     register_all_modules(init_default_scope=True)
+    smoke = tiny_enabled()
+    seeds = 1 if smoke else args.seeds
+    if smoke:
+        log(f'{TINY_ENV}=1: a smoke run, not a result: one seed (of --seeds {args.seeds}), tiny '
+            f'pretraining, a probe of {TINY_PROBE.points_per_frame} points per frame and '
+            f'{TINY_PROBE.steps} Adam steps')
     os.makedirs(args.work_dir, exist_ok=True)
-    run(osp.abspath(args.pandaset), osp.abspath(args.work_dir), REPO_ROOT, seeds=args.seeds)
+    run(osp.abspath(args.pandaset), osp.abspath(args.work_dir), REPO_ROOT, seeds=seeds,
+        transductive=args.transductive, smoke=smoke)
     return 0
 
 

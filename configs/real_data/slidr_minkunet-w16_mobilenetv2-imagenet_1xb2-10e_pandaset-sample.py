@@ -1,8 +1,10 @@
-# REAL-DATA CHECK pretraining (SLidR's superpixel InfoNCE) on the 10 labelled PandaSet frames of
-# the sample, without their labels, from a real ImageNet teacher: the PandaSet pretraining base
-# at the check's sizes (./real_data_sizes.py), 10 epochs of batch 2, SGD lr 0.05 with a cosine
-# schedule, no validation. tools/real_data_check.py runs it (and the other methods, which
-# inherit this file and set their losses) for every seed, then probes the frozen features.
+# REAL-DATA CHECK pretraining (SLidR's superpixel InfoNCE) on the labelled PandaSet frames of the
+# sample's training sequences 001 and 002 (8 frames; sequence 003 is held out), without their
+# labels, from a real ImageNet teacher: the PandaSet pretraining base at the check's sizes
+# (./real_data_sizes.py), 10 epochs of batch 2, SGD lr 0.05 with a cosine schedule, no
+# validation. tools/real_data_check.py runs it (and the other methods, which inherit this file
+# and set their losses) for every seed, then probes the frozen features; its --transductive
+# variant sets ann_file to pandaset_infos_all.pkl (all 10 frames, 003 included).
 _base_ = ['../_base_/pretrain/minkunet34_mobilenetv2-imagenet_pandaset.py', './real_data_sizes.py']
 model = dict(
     data_preprocessor=dict(voxel_layer=dict(voxel_size=_base_.real_voxel_size)),
@@ -14,7 +16,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=_base_.real_data_root, ann_file='pandaset_infos_all.pkl',
+    dataset=dict(data_root=_base_.real_data_root, ann_file='pandaset_infos_train.pkl',
                  pipeline=train_pipeline))
 val_dataloader = val_cfg = val_evaluator = None
 test_dataloader = test_cfg = test_evaluator = None

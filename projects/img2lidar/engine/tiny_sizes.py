@@ -12,7 +12,8 @@ else:
 - an epoch-based schedule (``ResumableEpochBasedTrainLoop``) runs its last epoch only
   (``start_epoch=max_epochs - 1``), so that its validation runs and its checkpoint has the
   name the config gives it (``epoch_50.pth``), which the next documented command reads;
-- every paired crop a quarter of its size on each side, with one pair per image enough;
+- every paired crop a quarter of its size on each side (rounded down to a multiple of 8 and of
+  the image head's fixed upsampling factor, when it has one), with one pair per image enough;
 - every MinkUNet backbone at width 16 with one block per stage (and the heads that read its
   width), every Cylinder3D backbone at base width 8;
 - a log line every iteration; the evaluation harness runs one seed.
@@ -21,6 +22,7 @@ Teachers keep their architecture, since their weights come from a checkpoint fil
 this mode says so in its log. Its numbers mean nothing: it checks that the commands, paths,
 files and configs work together, not what they compute.
 """
+import math
 import os
 from typing import Any, Callable, Iterator, Tuple
 
@@ -74,8 +76,16 @@ def _shrink_loaders(cfg) -> None:
             dataset['indices'] = 1
 
 
-def _quarter(size: Tuple[int, int]) -> Tuple[int, int]:
-    return tuple(max(8, int(s) // CROP_DIVISOR // 8 * 8) for s in size)
+def _quarter(size: Tuple[int, int], multiple: int = 8) -> Tuple[int, int]:
+    return tuple(max(multiple, int(s) // CROP_DIVISOR // multiple * multiple) for s in size)
+
+
+def _crop_multiple(cfg) -> int:
+    """Crops stay a multiple of 8 and of the image head's fixed upsampling factor (the
+    teacher's stride, e.g. 16 for MobileNetV2), which must give the crop size back."""
+    head = cfg.get('model', {}).get('image_head')
+    factor = head.get('scale_factor') if isinstance(head, dict) else None
+    return math.lcm(8, int(factor)) if factor else 8
 
 
 def _last_epoch_only(cfg) -> None:
@@ -85,9 +95,10 @@ def _last_epoch_only(cfg) -> None:
 
 
 def _shrink_crops(cfg) -> None:
+    multiple = _crop_multiple(cfg)
     for d in _dicts(cfg._cfg_dict):
         if d.get('type') == 'PairedRandomResizedCrop':
-            d['size'] = _quarter(d['size'])
+            d['size'] = _quarter(d['size'], multiple)
             d['min_pairs_per_image'] = 1
             d['min_pairs'] = 1
 

