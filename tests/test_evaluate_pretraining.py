@@ -302,7 +302,7 @@ def test_shipped_protocols(tmp_path):
     assert 'train_dataloader.batch_size=8' in jobs[0].options
     assert f'model.init_cfg.checkpoint={ckpt}' in jobs[0].options
     demo = load_protocol('demo')
-    assert [r.title for r in demo.runs] == ['linear probe, demo world', 'demo world 25%']
+    assert [r.title for r in demo.runs] == ['linear probe', 'few-shot finetune']
     assert len(plan(demo, None, [0], str(tmp_path / 'w'), Launcher())) == 2
     zero = load_protocol('zero-shot')
     with pytest.raises(ProtocolError, match='model.text_embeddings'):
@@ -444,7 +444,7 @@ def test_pretraining_seeds_and_a_failed_seed(tmp_path, capsys):
     assert '- pretraining seeds: 2 pretraining runs of the method' in md
     assert f'  - pretraining 1: `{ckpts[1]}`' in md
     assert '- results per training run: 2 pretraining × 2 evaluation seeds' in md
-    assert '| demo world 25% | 52.00 | 2.65 |' in md  # mean, std of 50, 51, 55
+    assert '| few-shot finetune | 52.00 | 2.65 |' in md  # mean, std of 50, 51, 55
     assert '| 3 | 2 × 2 | 1: pretraining 1 / seed 1 |' in md
     assert 'nan (pretraining 1 / seed 1)' in md
     results = read_evaluation(str(work / 'demo'))

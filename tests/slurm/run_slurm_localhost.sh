@@ -101,6 +101,15 @@ log "cluster is up (node $HOST, $CPUS CPUs)"
 # --- train with 2 tasks, then test the checkpoint with 2 tasks
 # a free port unless one is given (a fixed one collides with runs side by side)
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ -n "$RUN_SCRIPT" ]; then
+  # the documented commands set GPUS and GPUS_PER_NODE themselves; this node has few CPUs
+  export CPUS_PER_TASK=1 MASTER_PORT=${MASTER_PORT:-$(free_port)} OMP_NUM_THREADS=1
+  log "running $RUN_SCRIPT in $RUN_DIR"
+  status=0
+  (cd "$RUN_DIR" && bash -euo pipefail "$RUN_SCRIPT") || status=$?
+  log "$RUN_SCRIPT exited with $status"
+  exit $status
+fi
 export GPUS=2 GPUS_PER_NODE=0 CPUS_PER_TASK=1 MASTER_PORT=${MASTER_PORT:-$(free_port)} OMP_NUM_THREADS=1
 SRUN_ARGS="--output=$WORK/logs/train-%j-%t.log" \
   bash "$ROOT/tools/slurm_train.sh" debug img2lidar-train "$CONFIG" "$WORK/train"
