@@ -50,7 +50,7 @@ log "munge is up"
 
 # --- slurm.conf for this host
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc: it follows OMP_NUM_THREADS
 MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 export SLURM_CONF="$WORK/slurm/slurm.conf"
 cat > "$SLURM_CONF" <<CONF
