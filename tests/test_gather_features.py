@@ -36,13 +36,60 @@ def _local(rank: int):
     return DistillationFeatures(superpixel=sp_level, pair=pair_level)
 
 
+class _Traffic:
+    """In a worker: the host reads (``tolist``, ``item``) and the collectives (name, dtype,
+    input shape) of the code run while :attr:`on`."""
+
+    COLLECTIVES = ('all_gather', 'all_gather_single', 'all_gather_into_tensor', 'all_reduce',
+                   'reduce_scatter', 'reduce_scatter_single', 'reduce_scatter_tensor',
+                   'all_to_all_single', 'all_to_all', 'broadcast', 'reduce')
+
+    def __init__(self) -> None:
+        self.on, self.reads, self.calls = False, 0, []
+        for method in ('tolist', 'item'):
+            original = getattr(torch.Tensor, method)
+
+            def read(t, *a, _original=original, **k):
+                self.reads += self.on
+                return _original(t, *a, **k)
+
+            setattr(torch.Tensor, method, read)
+        for name in self.COLLECTIVES:
+            original = getattr(dist, name, None)
+            if original is None:
+                continue
+
+            def collective(*a, _original=original, _name=name, **k):
+                if self.on:
+                    data = a[1] if _name.startswith(('all_gather', 'reduce_scatter',
+                                                     'all_to_all')) else a[0]
+                    self.calls.append((_name, data.dtype, tuple(data.shape)))
+                return _original(*a, **k)
+
+            setattr(dist, name, collective)
+
+    def record(self):
+        self.on, self.reads, self.calls = True, 0, []
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.on = False
+
+
 def _worker(rank: int, out_dir: str) -> None:
     dist.init_process_group('gloo', init_method=f'file://{out_dir}/init', rank=rank,
                             world_size=2)
+    traffic = _Traffic()
     local = _local(rank)
-    g = local.gather()
+    with traffic.record():
+        g = local.gather()
+    gather_reads, gather_calls = traffic.reads, traffic.calls
     # a loss on the global rows: each rank's gradient is world_size x its rows' share
-    (g.superpixel.k.sum() * 2 + (g.pair.k * torch.arange(1., 8.)[:, None]).sum()).backward()
+    with traffic.record():
+        (g.superpixel.k.sum() * 2 + (g.pair.k * torch.arange(1., 8.)[:, None]).sum()).backward()
     torch.save(dict(gathered={n: getattr(g.superpixel, n).detach() if torch.is_tensor(
         getattr(g.superpixel, n)) else getattr(g.superpixel, n) for n in
         ('k', 'q', 'e', 'ids', 'num_pairs', 'sample_offsets', 'num_ids')},
@@ -50,7 +97,8 @@ def _worker(rank: int, out_dir: str) -> None:
                getattr(g.pair, n) for n in ('k', 'point', 'image', 'superpixel',
                                             'sample_offsets', 'num_points', 'num_images',
                                             'num_ids')},
-        grad_k=local.superpixel.k.grad, grad_pair_k=local.pair.k.grad, flag=g.gathered),
+        grad_k=local.superpixel.k.grad, grad_pair_k=local.pair.k.grad, flag=g.gathered,
+        gather_reads=gather_reads, gather_calls=gather_calls, backward_calls=traffic.calls),
         os.path.join(out_dir, f'{rank}.pth'))
     dist.destroy_process_group()
 
@@ -71,6 +119,19 @@ def test_gather_every_field_of_both_levels(tmp_path):
         assert pairs['superpixel'].tolist() == [0, -1, 5, 6, 7, 10, -1]  # ignored pairs stay -1
         assert pairs['sample_offsets'].tolist() == [0, 2, 4, 7]
         assert (pairs['num_points'], pairs['num_images'], pairs['num_ids']) == (16, 5, 12)
+    for r in (r0, r1):
+        # one exchange of both levels' sizes (3 + 5 numbers, one host read), then one
+        # all-gather per kind of field and level: k (with gradients), the other float32
+        # fields (q, and e), the int64 ids and counts or indices, the sample offsets;
+        # nothing exchanges sizes again (before: 15 host reads, 15 exchanges)
+        assert r['gather_reads'] == 1
+        assert [c[0] for c in r['gather_calls']] == ['all_gather_single'] * 9
+        assert r['gather_calls'][0][1:] == (torch.int64, (8, ))
+        # the backward: one reduce-scatter (on gloo an all-to-all, each rank's own rows back
+        # to it) per gather with gradients, of the padded gradients of k (2 x 5 rows and
+        # 2 x 4 rows, 3 columns), and no all-reduce of the gathered gradient
+        assert sorted(r['backward_calls']) == [('all_to_all_single', torch.float32, (8, 3)),
+                                               ('all_to_all_single', torch.float32, (10, 3))]
     # gradients: summed over the ranks, each rank's own rows
     assert torch.equal(r0['grad_k'], torch.full((5, 3), 4.0))
     assert torch.equal(r1['grad_k'], torch.full((4, 3), 4.0))
@@ -116,16 +177,25 @@ def _anchors_worker(rank: int, out_dir: str) -> None:
     dist.init_process_group('gloo', init_method=f'file://{out_dir}/init', rank=rank,
                             world_size=2)
     MessageHub.get_current_instance().update_info('iter', 3)
+    traffic = _Traffic()
     local = _unequal_features(rank)
     feats = local.gather()
+    # the pair level kept local (as the distiller does for PPKT): PPKT draws from the counts
+    drawn = local.gather(local_levels=('pair', ))
     out = {}
     for name, cfg in LOCAL_FORM_LOSSES.items():
         level = local.pair if name == 'ppkt' else local.superpixel
         for anchors in ('global', 'local'):
-            head = MODELS.build(dict(cfg, anchors=anchors))
-            loss = head.loss(feats)['loss']
-            grads = torch.autograd.grad(loss, (level.k, level.q), retain_graph=True)
-            out[name, anchors] = (loss.detach(), [g.clone() for g in grads])
+            for form, gathered in (('', feats), ('drawn-', drawn)):
+                if form and name != 'ppkt':
+                    continue
+                head = MODELS.build(dict(cfg, anchors=anchors))
+                with traffic.record():
+                    loss = head.loss(gathered)['loss']
+                grads = torch.autograd.grad(loss, (level.k, level.q), retain_graph=True)
+                out[name, form + anchors] = (loss.detach(), [g.clone() for g in grads])
+                if form:
+                    out['drawn_calls', anchors] = traffic.calls
     torch.save(out, os.path.join(out_dir, f'{rank}.pth'))
     dist.destroy_process_group()
 
@@ -149,12 +219,40 @@ def test_the_local_anchor_form_has_the_global_forms_value_and_gradient(tmp_path)
             head = MODELS.build(dict(cfg, anchors='global'))
             one = head(torch.cat([lv[0].k, lv[1].k]), torch.cat([lv[0].q, lv[1].q]),
                        None if name == 'ppkt' else torch.cat([lv[0].e, lv[1].e]))
+            forms = ('local', 'drawn-global', 'drawn-local') if name == 'ppkt' else ('local', )
             for rank, out in enumerate(outs):
-                (v_g, g_g), (v_l, g_l) = out[name, 'global'], out[name, 'local']
+                v_g, g_g = out[name, 'global']
                 torch.testing.assert_close(v_g, one.detach(), rtol=1e-5, atol=0)
-                torch.testing.assert_close(v_l, v_g, rtol=1e-5, atol=0)
-                for a, b in zip(g_l, g_g):
-                    assert b.abs().sum() > 0
-                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+                for form in forms:
+                    v_l, g_l = out[name, form]
+                    torch.testing.assert_close(v_l, v_g, rtol=1e-5, atol=0)
+                    for a, b in zip(g_l, g_g):
+                        assert b.abs().sum() > 0
+                        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     finally:
         hub.update_info('iter', before)
+    # PPKT on the pair level kept local moves only the drawn rows' k and q (9 of the 18 pairs,
+    # at most 9 on one rank, padded): one all-gather of (rows, 8 + 8) float32 and the share's
+    # scalar all-reduce in the local form; no index field, no count exchange
+    for out in outs:
+        for anchors in ('global', 'local'):
+            calls = out['drawn_calls', anchors]
+            gathers = [c for c in calls if c[0] == 'all_gather_single']
+            assert len(gathers) == 1 and gathers[0][1] == torch.float32
+            assert gathers[0][2][0] <= 9 and gathers[0][2][1] == 16
+            assert len(calls) == 1 + (anchors == 'local')
+
+
+def test_the_distiller_keeps_a_level_local_only_when_every_loss_draws_its_rows(
+        nuscenes_root, tmp_path):
+    """PPKT alone: the pair level stays local in a gathered step (PPKT gathers the pairs it
+    draws); with a loss that reads every pair beside it, the level is gathered whole (and PPKT
+    draws from the gathered rows)."""
+    from mmdet3d.registry import MODELS
+
+    from conftest import small_pretrain_cfg
+    cfg = small_pretrain_cfg('configs/ppkt/ppkt_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py',
+                             nuscenes_root, tmp_path, 1)
+    assert MODELS.build(cfg.model).drawn_levels == ('pair', )
+    cfg.model.losses.loss_similarity = dict(type='SimilarityLoss', level='pair')
+    assert MODELS.build(cfg.model).drawn_levels == ()

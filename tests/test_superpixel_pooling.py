@@ -312,3 +312,235 @@ def test_pseudo_collate_and_the_loader_collate_give_the_same_batch(nuscenes_root
     assert pairs.num_ids == 2 * sum(ranges) and pairs.max_image_ids == max(ranges)
     sp = pairs.superpixel
     assert torch.equal(sp[p:] - sum(ranges), sp[:p])
+
+
+# -- sparse pooling: values of the dense pooling it replaced, cost independent of the id range ---
+#: unit roundoff of float32
+U32 = 2.0**-24
+
+
+def gamma(n):
+    """Higham's gamma_n = n u / (1 - n u): a float32 sum (or dot product) of n terms, in any
+    order, is within gamma_n times the sum of the terms' magnitudes of the exact sum."""
+    return n * U32 / (1 - n * U32)
+
+
+def _dense_teacher_pooling_before(teacher, pairs: BatchPairs, mode):
+    """The teacher pooling as it was before the pooling became sparse (a test-local copy of
+    the removed algorithm): one image at a time, a dense (id range x cells) count matrix times
+    the image's (cells x E) features ('area'), or each cell added to its superpixel's row
+    ('nearest'); rows from ``torch.unique`` and a table over the whole id range."""
+    pair_ids = pairs.superpixel
+    ids = torch.unique(pair_ids[pair_ids >= 0])
+    m = len(ids)
+    row_of_id = torch.full((pairs.num_ids + 1, ), m, dtype=torch.long)
+    row_of_id[ids] = torch.arange(m)
+    n_img, e_dim, h, w = teacher.shape
+    cells = h * w
+    sums, weights = torch.zeros(m + 1, e_dim), torch.zeros(m + 1)
+    big_h, big_w = pairs.superpixels.shape[-2:]
+    cy = (2 * torch.arange(big_h) + 1) * h // (2 * big_h)
+    cx = (2 * torch.arange(big_w) + 1) * w // (2 * big_w)
+    cell = (cy[:, None] * w + cx[None, :]).reshape(-1)
+    width = pairs.max_image_ids + 1
+    for i in range(n_img):
+        feats = teacher[i].reshape(e_dim, cells)
+        if mode == 'nearest':
+            small = nearest_resize_labels(pairs.id_map(i, i + 1), (h, w)).reshape(-1)
+            rows = row_of_id[torch.where(small >= 0, small, pairs.num_ids)]
+            sums.index_add_(0, rows, feats.t())
+            weights.index_add_(0, rows, torch.ones(cells))
+            continue
+        local = pairs.superpixels[i].long().reshape(-1)
+        local = torch.where(local >= 0, local, width - 1)
+        weight = torch.zeros(width * cells).index_add_(0, local * cells + cell,
+                                                         torch.ones(local.numel()))
+        weight = weight.view(width, cells)
+        first = int(pairs.image_id_offsets[i])
+        in_range = torch.arange(width) < int(pairs.image_id_offsets[i + 1]) - first
+        rows = torch.where(in_range, row_of_id[(first + torch.arange(width)).clamp(
+            max=pairs.num_ids)], m)
+        sums.index_add_(0, rows, weight @ feats.t())
+        weights.index_add_(0, rows, weight.sum(1))
+    return sums[:m] / weights[:m].clamp(min=1)[:, None], ids
+
+
+def _synthetic_batch(ids_per_image=((0, 5, 9), (2, 3), (0, 1, 4, 7)), size=(40, 60), seed=0):
+    """Random blob maps (each image's ids from ``ids_per_image``, some pixels ignored) with
+    pairs on random pixels, one point per pair."""
+    g = torch.Generator().manual_seed(seed)
+    big_h, big_w = size
+    maps = []
+    for ids in ids_per_image:
+        centres = torch.rand(len(ids), 2, generator=g) * torch.tensor([big_h, big_w])
+        yy, xx = torch.meshgrid(torch.arange(big_h), torch.arange(big_w), indexing='ij')
+        d = (yy[..., None] - centres[:, 0])**2 + (xx[..., None] - centres[:, 1])**2
+        m = torch.tensor(ids)[d.argmin(-1)]
+        m[torch.rand(size, generator=g) < 0.03] = -1
+        maps.append(m)
+    maps = torch.stack(maps).to(torch.int16)
+    ranges = [max(ids) + 1 for ids in ids_per_image]
+    n_img = len(maps)
+    p = 300
+    image = torch.randint(0, n_img, (p, ), generator=g)
+    pixel = torch.stack([torch.randint(0, big_w, (p, ), generator=g),
+                         torch.randint(0, big_h, (p, ), generator=g)], 1)
+    return BatchPairs(point=torch.arange(p, dtype=torch.int32), image=image.int(),
+                      pixel=pixel.int(), pair_offsets=torch.tensor([0, p]),
+                      image_offsets=torch.tensor([0, n_img]), superpixels=maps,
+                      image_id_offsets=torch.tensor([0] + ranges).cumsum(0),
+                      num_points=p, num_images=n_img, num_ids=sum(ranges),
+                      max_image_ids=max(ranges))
+
+
+def _synthetic_features(pairs: BatchPairs, size, head_cfg, grid, e_dim=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    head = MODELS.build(dict(type='ImageProjectionHead', **head_cfg))
+    teacher = torch.rand(pairs.num_images, head_cfg['in_channels'], *grid, generator=g)
+    point_feats = torch.randn(pairs.num_points, head_cfg['out_channels'], generator=g)
+    return head, teacher, point_feats
+
+
+def _real_batch(batch_and_model):
+    model, data, _ = batch_and_model
+    pairs = BatchPairs(**data['inputs']['pairs'])
+    with torch.no_grad():
+        point_feats = model.extract_point_feat(data['inputs'], data['data_samples'])
+        feats, _ = model.extract_img_feat(data['inputs'])
+    return pairs, model.image_head, feats, point_feats
+
+
+@pytest.mark.parametrize('mode', ['area', 'nearest'])
+@pytest.mark.parametrize('source', ['real', 'synthetic'])
+def test_pooling_equals_the_dense_pooling_it_replaced(batch_and_model, source, mode):
+    """k, q and e, and the gradients of k and q, against the full-resolution reference and e
+    against the dense pooling that the sparse one replaced, within the bound of float32 sums
+    of their lengths: a sum of n terms, in any order, is within gamma_n of the sum of the
+    terms' magnitudes, for each of the two sums compared, plus one rounding of each quotient."""
+    if source == 'real':
+        pairs, head, teacher, point_feats = _real_batch(batch_and_model)
+        size = pairs.superpixels.shape[-2:]
+    else:
+        pairs = _synthetic_batch()
+        size = tuple(pairs.superpixels.shape[-2:])
+        head, teacher, point_feats = _synthetic_features(
+            pairs, size, dict(in_channels=6, out_channels=5, scale_factor=4), (10, 15))
+    teacher = teacher.detach()
+    point_feats = point_feats.detach().requires_grad_()
+    low_in = teacher.clone().requires_grad_()  # the head's input: q's gradient flows to it
+    pix = head.pixel_features(low_in, size)
+    got = superpixel_pooling(point_feats, pix, teacher, pairs, mode)
+    k, q, e, ids, _ = _reference(point_feats, head.pixel_features(low_in, size).dense(), teacher,
+                                 pairs, mode)
+    assert torch.equal(got.ids, ids)
+    # the sums' lengths and the magnitudes of their terms, from the reference on |x|
+    pair_ids = pairs.superpixel
+    id_map = pairs.id_map()
+    pixels = torch.stack([(id_map == i).sum() for i in ids]).double()
+    pair_count = torch.stack([(pair_ids == i).sum() for i in ids]).double()
+    with torch.no_grad():
+        k_abs, q_abs, e_abs, _, cells = _reference(point_feats.abs(), head.pixel_features(
+            low_in, size).dense().abs(), teacher.abs(), pairs, mode)
+    terms = {'k': pair_count, 'q': pixels, 'e': cells.double() if mode == 'nearest' else pixels}
+    for name, value, ref, mag in (('k', got.k, k, k_abs), ('q', got.q, q, q_abs),
+                                  ('e', got.e, e, e_abs)):
+        n = terms[name][:, None] + 1  # + 1: the products of the weights and the features
+        bound = 2 * gamma(n) * mag.double() + 2 * U32 * ref.double().abs()
+        assert ((value.double() - ref.double()).abs() <= bound).all(), name
+    before, before_ids = _dense_teacher_pooling_before(teacher, pairs, mode)
+    assert torch.equal(before_ids, got.ids)
+    bound = 2 * gamma(terms['e'][:, None] + 1) * e_abs.double() + 2 * U32 * before.double().abs()
+    assert ((got.e.double() - before.double()).abs() <= bound).all()
+    # gradients: a random linear probe of k and q through the pooling and the reference
+    g = torch.Generator().manual_seed(3)
+    probe_k, probe_q = torch.randn(k.shape, generator=g), torch.randn(q.shape, generator=g)
+    grads = torch.autograd.grad((got.k * probe_k).sum() + (got.q * probe_q).sum(),
+                                (point_feats, low_in))
+    ref_grads = torch.autograd.grad((k * probe_k).sum() + (q * probe_q).sum(),
+                                    (point_feats, low_in), retain_graph=True)
+    # a point's gradient sums probe_k / |P_s| over its pairs: its length is the point's pairs,
+    # the terms' magnitudes the same gradient with |probe_k|
+    (mag, ) = torch.autograd.grad((k * probe_k.abs()).sum(), point_feats)
+    n = torch.bincount(pairs.point.long(), minlength=pairs.num_points)[:, None].double()
+    assert grads[0].abs().sum() > 0
+    assert ((grads[0] - ref_grads[0]).double().abs() <= 2 * gamma(n) * mag.double()).all()
+    # the head map's gradient: the pooling runs the head's F.interpolate and normalisation on
+    # whole images and sums each superpixel within one image, as the reference does, so the
+    # same operations in the same order give the same bits
+    assert grads[1].abs().sum() > 0 and torch.equal(grads[1], ref_grads[1])
+
+
+class _AllocatedBytes:
+    """The storage size in bytes of every tensor that an operator returns while it is active,
+    forward and backward: a dispatch mode sees every output whatever the device's allocator
+    does. (Which storages are new is left out: autograd may return an in-place result or a
+    detached view in either order, so only the multiset of sizes is compared.)"""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        sizes = self.sizes = []
+
+        class _Mode(TorchDispatchMode):
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in torch.utils._pytree.tree_flatten(out)[0]:
+                    if isinstance(t, torch.Tensor):
+                        sizes.append(t.untyped_storage().nbytes())
+                return out
+
+        self.mode = _Mode()
+
+
+def _two_ids_per_image(second_id: int) -> BatchPairs:
+    """Two 56x104 images, each split by the same wavy boundary into ids 0 and
+    ``second_id``; 40 pairs per image, on both sides."""
+    big_h, big_w = 56, 104
+    yy, xx = torch.meshgrid(torch.arange(big_h), torch.arange(big_w), indexing='ij')
+    right = (xx + 5 * torch.sin(yy / 4.0)) > 50
+    maps = torch.where(right, second_id, 0).to(torch.int16)[None].repeat(2, 1, 1)
+    maps[1] = maps[1].flip(-1)
+    maps[:, :3, :3] = -1  # an ignored corner
+    g = torch.Generator().manual_seed(0)
+    p = 80
+    image = torch.arange(p) // 40
+    pixel = torch.stack([torch.randint(0, big_w, (p, ), generator=g),
+                         torch.randint(3, big_h, (p, ), generator=g)], 1)
+    n = second_id + 1
+    return BatchPairs(point=torch.arange(p, dtype=torch.int32), image=image.int(), pixel=pixel.int(),
+                      pair_offsets=torch.tensor([0, 40, 80]), image_offsets=torch.tensor([0, 1, 2]),
+                      superpixels=maps, image_id_offsets=torch.tensor([0, n, 2 * n]),
+                      num_points=p, num_images=2, num_ids=2 * n, max_image_ids=n)
+
+
+@pytest.mark.parametrize('mode', ['area', 'nearest'])
+def test_pooling_cost_does_not_depend_on_the_id_range(mode):
+    """One partition labelled {0, 1} and {0, 4000}: the same pooled values, and every operator
+    of the forward and the backward returns tensors of the same sizes (a
+    dispatch mode counts them): nothing is sized by the id range. (The dense pooling before
+    allocated a 4001 x 364 count matrix per image for the second map.)"""
+    g = torch.Generator().manual_seed(1)
+    teacher = torch.rand(2, 32, 14, 26, generator=g)
+    point_feats = torch.randn(80, 8, generator=g)
+    head = MODELS.build(dict(type='ImageProjectionHead', in_channels=32, out_channels=8,
+                             scale_factor=4))
+    # the head's bilinear taps are cached per size after a first call: make it untracked
+    superpixel_pooling(point_feats, head.pixel_features(teacher, (56, 104)), teacher,
+                       _two_ids_per_image(1), mode)
+    results = []
+    for second in (1, 4000):
+        pairs = _two_ids_per_image(second)
+        points = point_feats.clone().requires_grad_()
+        low_in = teacher.clone().requires_grad_()
+        counter = _AllocatedBytes()
+        with counter.mode:
+            pooled = superpixel_pooling(points, head.pixel_features(low_in, (56, 104)), teacher,
+                                        pairs, mode)
+            (pooled.k.sum() + pooled.q.square().sum()).backward()
+        results.append((pooled, points.grad, low_in.grad, sorted(counter.sizes)))
+    (a, ga, la, sizes_a), (b, gb, lb, sizes_b) = results
+    assert a.ids.tolist() == [0, 1, 2, 3] and b.ids.tolist() == [0, 4000, 4001, 8001]
+    for name in ('k', 'q', 'e', 'num_pairs', 'sample_offsets'):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(ga, gb) and torch.equal(la, lb)
+    assert sizes_a == sizes_b and len(sizes_a) > 50

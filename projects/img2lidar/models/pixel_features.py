@@ -129,6 +129,15 @@ class PixelFeatures:
         """The full map of all images, (I, D, H, W) (for pictures and tests)."""
         return self.upsample(self.low)
 
+    def channels_last(self) -> Tensor:
+        """The low-resolution map with channels last, (I * h * w, D), so that each bilinear
+        tap is one contiguous row. Made once per object (the pair level and the pixel blocks
+        of :meth:`pool` share it), with the map's graph when the map needs gradients."""
+        if self._flat is None or (torch.is_grad_enabled() and self.low.requires_grad and
+                                  not self._flat.requires_grad):
+            self._flat = self.low.permute(0, 2, 3, 1).reshape(-1, self.channels)
+        return self._flat
+
     def at(self, image: Tensor, y: Tensor, x: Tensor) -> Tensor:
         """The unit-norm feature of pixel (x, y) of image ``image``, for P pixels.
 
@@ -141,12 +150,11 @@ class PixelFeatures:
             Tensor: Shape (P, D) float32, equal to the head's full map at those pixels.
         """
         with autocast_off(self.low.device):
-            return self._at(image, y, x)
+            return self._sample(self.channels_last(), image, y, x)
 
-    def _at(self, image: Tensor, y: Tensor, x: Tensor) -> Tensor:
-        n, d, h, w = self.low.shape
-        if self._flat is None:  # channels last: each tap is one contiguous row
-            self._flat = self.low.permute(0, 2, 3, 1).reshape(-1, d)
+    def _sample(self, flat: Tensor, image: Tensor, y: Tensor, x: Tensor) -> Tensor:
+        """:meth:`at` from the channels-last map ``flat`` (:meth:`channels_last`)."""
+        h, w = self.low.shape[-2:]
         row_index, row_weight = bilinear_taps(h, self.size[0], self.scale_factor,
                                               self.align_corners, self.low.device)
         col_index, col_weight = bilinear_taps(w, self.size[1], self.scale_factor,
@@ -159,8 +167,7 @@ class PixelFeatures:
         for r in (0, 1):
             inner = None
             for c in (0, 1):
-                term = b[:, c, None] * self._flat.index_select(0, base + rows[:, r] * w +
-                                                               cols[:, c])
+                term = b[:, c, None] * flat.index_select(0, base + rows[:, r] * w + cols[:, c])
                 inner = term if inner is None else inner + term
             term = a[:, r, None] * inner
             out = term if out is None else out + term
@@ -175,17 +182,17 @@ class PixelFeatures:
         return feats.new_zeros((num_rows, d)).index_add_(
             0, rows[start * pixels:end * pixels], feats.permute(0, 2, 3, 1).reshape(-1, d))
 
-    def _pool_pixels(self, low: Tensor, rows: Tensor, start: int, end: int,
+    def _pool_pixels(self, flat: Tensor, rows: Tensor, start: int, end: int,
                      num_rows: int) -> Tensor:
-        """Sums over the rows of the pixels ``start:end`` (flat over (I, H, W))."""
+        """Sums over the rows of the pixels ``start:end`` (flat over (I, H, W)), sampled from
+        the channels-last map ``flat`` (made once, not per block)."""
         big_h, big_w = self.size
         idx = torch.arange(start, end, device=rows.device)
         image = idx // (big_h * big_w)
         rem = idx - image * (big_h * big_w)
         y = rem // big_w
-        view = PixelFeatures(low, self.size, self.scale_factor, self.align_corners,
-                             self.chunk_elements)
-        feats = view.at(image, y, rem - y * big_w)
+        with autocast_off(flat.device):
+            feats = self._sample(flat, image, y, rem - y * big_w)
         return feats.new_zeros((num_rows, feats.shape[1])).index_add_(0, rows[start:end], feats)
 
     def pool(self, rows: Tensor, num_rows: int) -> Tensor:
@@ -193,9 +200,11 @@ class PixelFeatures:
 
         A block is as many whole images as fit ``chunk_elements`` (upsampled with the head's
         own ``F.interpolate`` call), or, when one image does not fit, as many pixels (sampled
-        with :meth:`at`). Each block is summed into its rows and freed; with gradients, its
-        forward is recomputed in the backward (activation checkpointing), so memory stays at
-        one block whatever the number of images.
+        as :meth:`at` samples them, from the one channels-last copy of the map that
+        :meth:`channels_last` keeps: neither a block nor its recomputation copies the map).
+        Each block is summed into its rows and freed; with gradients, its forward is
+        recomputed in the backward (activation checkpointing), so memory stays at one block
+        whatever the number of images.
 
         Args:
             rows (Tensor): Row of every pixel, flat over (I, H, W), shape (I * H * W,), in
@@ -207,17 +216,18 @@ class PixelFeatures:
         """
         per_image = self.channels * self.size[0] * self.size[1]
         if per_image <= self.chunk_elements:
-            fn, total, block = self._pool_images, self.num_images, self.chunk_elements // per_image
-        else:
-            fn, total = self._pool_pixels, rows.numel()
+            fn, source, total = self._pool_images, self.low, self.num_images
+            block = self.chunk_elements // per_image
+        else:  # pixel blocks, all sampled from one channels-last copy of the map
+            fn, source, total = self._pool_pixels, self.channels_last(), rows.numel()
             block = max(1024, self.chunk_elements // max(self.channels, 1))
         grad = torch.is_grad_enabled() and self.low.requires_grad
         sums = self.low.new_zeros((num_rows, self.channels))
         for start in range(0, total, block):
             end = min(start + block, total)
             if grad:
-                part = checkpoint(fn, self.low, rows, start, end, num_rows, use_reentrant=False)
+                part = checkpoint(fn, source, rows, start, end, num_rows, use_reentrant=False)
             else:
-                part = fn(self.low, rows, start, end, num_rows)
+                part = fn(source, rows, start, end, num_rows)
             sums = sums + part
         return sums

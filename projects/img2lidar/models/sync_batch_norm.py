@@ -40,7 +40,9 @@ def merged_moments(x: Tensor) -> tuple:
     count = xf.new_full((1, ), float(xf.shape[0]))
     mean_r = xf.mean(0) if xf.shape[0] else xf.new_zeros(c)
     m2_r = ((xf - mean_r)**2).sum(0)
-    stats = gather_rows(torch.cat([mean_r, m2_r, count])[None])  # (W, 2C + 1)
+    # one row per process: no exchange of sizes (and no host read) before the gather
+    stats = gather_rows(torch.cat([mean_r, m2_r, count])[None],
+                        sizes=[1] * dist.get_world_size())  # (W, 2C + 1)
     counts = stats[:, -1:]
     total = counts.sum()
     mean = (counts * stats[:, :c]).sum(0) / total.clamp(min=1)

@@ -18,10 +18,17 @@ pairs of the gathered batch (``gather_features=True``) whatever else consumed ra
 it, and a resumed run draws what the uninterrupted run drew. The permutation is drawn on the CPU
 and copied to the features' device without blocking the host (pinned memory on CUDA).
 
-On gathered pairs (``gather_features=True``) the loss runs in the local-anchor form by default
-(``anchors='local'``): every process draws the same pairs of the global batch, and computes the
-losses of the drawn pairs that are its own, against every drawn candidate, as shares of the
-global loss (:func:`~projects.img2lidar.models.gather_features.sum_of_shares`).
+With ``gather_features=True`` the pairs are drawn from the global batch, before anything is
+gathered: the distiller keeps the pair level local with every process's pair count (one
+exchange per step, :meth:`DistillationFeatures.gather`), every process draws the same indices
+of the global batch from those counts, and only the drawn rows' ``k`` and ``q`` travel
+(:meth:`PairFeatures.gather_at`; ``num_pairs`` rows in all instead of every pair's six fields).
+The loss then runs in the local-anchor form by default (``anchors='local'``): each process
+computes the losses of the drawn pairs that are its own, against every drawn candidate, as
+shares of the global loss (:func:`~projects.img2lidar.models.gather_features.sum_of_shares`);
+``anchors='global'`` makes every process compute the whole loss of the draw. On a pair level
+that was gathered whole (another loss reads every pair), the same draw is taken from the
+gathered rows.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
+from ..distillation_features import DistillationFeatures, PairFeatures
 from ..gather_features import sum_of_shares
 from ..host_to_device import host_to_device
 from .distillation_loss import DistillationLoss
@@ -58,6 +66,8 @@ class PPKTLoss(DistillationLoss):
     """
 
     levels = ('pair', )
+    #: the loss reads only the pairs it draws: the distiller leaves the pair level local
+    draws_rows = True
 
     def __init__(self,
                  num_pairs: int = 4096,
@@ -107,6 +117,46 @@ class PPKTLoss(DistillationLoss):
             losses, _ = infonce_anchor_losses(k, q, self.tau, self.chunk_size)
             loss = losses.mean() if losses.numel() else empty_loss(k, q)
         return self.loss_weight * loss
+
+    def loss(self, features: DistillationFeatures) -> dict:
+        """The loss of the step; on a pair level kept local in a gathered step, drawn from
+        the global counts and computed on the drawn rows only (see the module doc)."""
+        feats = features.level(self.level)
+        if features.gathered and getattr(feats, 'rank_rows', None) is not None:
+            return self.drawn_terms(feats)
+        return super().loss(features)
+
+    def drawn_terms(self, feats: PairFeatures) -> dict:
+        """The loss of a gathered step from a pair level kept local
+        (:meth:`PairFeatures.keep_local`): the draw over the global batch's pairs, whose rows
+        alone are gathered.
+
+        Args:
+            feats (PairFeatures): This process's pairs, with every process's pair count.
+
+        Returns:
+            dict: ``loss``: the global loss's value; in the local-anchor form with world_size
+            times the gradient of this process's share.
+        """
+        check_pair(feats.k, feats.q)
+        total = sum(feats.rank_rows)
+        draw = self.sample_pairs(total)
+        draw = torch.arange(total) if draw is None else draw
+        order = draw.argsort()
+        k, q, rows = feats.gather_at(draw[order])  # the drawn rows in increasing index
+        anchor = empty_loss(k, q)  # every process's loss reaches the gather's collective
+        with autocast_off(k.device):
+            k, q = as_float32(k, q)
+            if self.local_anchors:
+                losses, _ = infonce_anchor_terms(k, q, self.tau, self.chunk_size, rows=rows)
+                share = losses.sum() / max(len(draw), 1)
+                return {'loss': self.loss_weight * sum_of_shares(share + anchor)}
+            # the global form: every process the whole loss, anchors in the draw's order
+            in_draw_order = host_to_device(order.argsort(), k.device)
+            k, q = k.index_select(0, in_draw_order), q.index_select(0, in_draw_order)
+            losses, _ = infonce_anchor_losses(k, q, self.tau, self.chunk_size)
+            loss = losses.mean() if losses.numel() else empty_loss(k, q)
+        return {'loss': self.loss_weight * (loss + anchor)}
 
     def local_terms(self, k: Tensor, q: Tensor, e: Optional[Tensor],
                     rows) -> dict:
