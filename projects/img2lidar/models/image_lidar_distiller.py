@@ -10,11 +10,23 @@ from torch import Tensor, nn
 
 from ..engine import record_batch
 from .distillation_features import LEVELS, DistillationFeatures
+from .losses.distillation_loss import DIAGNOSTIC_PREFIX
 from .pixel_features import PixelFeatures
 from .point_pixel_pairs import BatchPairs, pair_features
 from .student_checkpoint import register_student_layout
 from .superpixel_pooling import TEACHER_POOLING, superpixel_pooling
 from .sync_batch_norm import convert_sync_batchnorm
+
+
+def diagnostic_key(head: str, term: str) -> str:
+    """The log name of a head's diagnostic term: ``diag/<head name without 'loss'>/<figure>``
+    (mmengine optimises every logged value whose name contains 'loss', so none may).
+
+    >>> diagnostic_key('loss_st', 'diag/cos_q50')
+    'diag/st/cos_q50'
+    """
+    short = head.replace('loss', '').strip('_') or 'head'
+    return f'{DIAGNOSTIC_PREFIX}{short}/{term[len(DIAGNOSTIC_PREFIX):]}'
 
 
 @MODELS.register_module()
@@ -97,6 +109,10 @@ class ImageLidarDistiller(BaseModel):
         self.levels = tuple(lv for lv in LEVELS if any(
             lv in head.required_levels() for head in self.losses.values()))
         self.pool_teacher = any(head.uses_teacher_features for head in self.losses.values())
+        # levels whose every loss draws its own rows stay local in a gathered step
+        self.drawn_levels = tuple(lv for lv in self.levels if all(
+            getattr(head, 'draws_rows', False) for head in self.losses.values()
+            if lv in head.required_levels()))
         register_student_layout(self)
 
     # -- features ---------------------------------------------------------------------------
@@ -146,7 +162,8 @@ class ImageLidarDistiller(BaseModel):
             inputs (dict): ``points``, ``voxels``, ``imgs`` and ``pairs`` (a :class:`BatchPairs`
                 dict) from the data preprocessor.
             data_samples (list[:obj:`Det3DDataSample`]): The samples (metainfo).
-            gather (bool): Gather every field across processes.
+            gather (bool): Gather every field across processes (a level whose losses all
+                draw their own rows, PPKT's, stays local with every process's row count).
             levels (Iterable[str], optional): Levels to build; those of the losses when None.
             pool_teacher (bool, optional): Pool the raw teacher features ``e``; when a loss
                 reads them if None.
@@ -156,7 +173,7 @@ class ImageLidarDistiller(BaseModel):
         """
         point_feats = self.extract_point_feat(inputs, data_samples)
         feats = self.build_features(point_feats, inputs, data_samples, levels, pool_teacher)
-        return feats.gather() if gather else feats
+        return feats.gather(local_levels=self.drawn_levels) if gather else feats
 
     def build_features(self,
                        point_feats: Tensor,
@@ -193,13 +210,17 @@ class ImageLidarDistiller(BaseModel):
         ``teacher_pooling='nearest'``, ``num_superpixels_without_e``).
 
         A head's term ``'loss'`` is logged under the head's config name, any other term ``t``
-        as ``<name>_<t>``.
+        as ``<name>_<t>``; a diagnostic figure ``'diag/<f>'`` as ``diag/<short>/<f>``
+        (:func:`diagnostic_key`), detached and not optimised.
         """
         feats = self.extract_features(inputs, data_samples, gather=self.gather_features)
         out: Dict[str, Tensor] = {}
         for name, head in self.losses.items():
             for term, value in head.loss(feats).items():
-                out[name if term == 'loss' else f'{name}_{term}'] = value
+                if term.startswith(DIAGNOSTIC_PREFIX):
+                    out[diagnostic_key(name, term)] = value.detach()
+                else:
+                    out[name if term == 'loss' else f'{name}_{term}'] = value
         record_batch([s.metainfo.get('lidar_path') for s in data_samples], out)
         sp = feats.superpixel
         if sp is not None:

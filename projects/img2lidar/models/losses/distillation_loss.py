@@ -7,6 +7,9 @@ from torch import Tensor, nn
 
 from ..distillation_features import LEVELS, DistillationFeatures
 
+#: a term whose name starts with it is a logged figure, not a loss (never optimised)
+DIAGNOSTIC_PREFIX = 'diag/'
+
 
 class DistillationLoss(nn.Module):
     """Base of the distillation losses.
@@ -28,7 +31,9 @@ class DistillationLoss(nn.Module):
       also a plain function of its features (``head(k, q, e)``).
 
     The distiller logs the term ``'loss'`` under the config name of the loss and any other
-    term ``t`` as ``<name>_<t>``; all of them are optimised (their sum).
+    term ``t`` as ``<name>_<t>``; all of them are optimised (their sum). A term named
+    ``'diag/<figure>'`` (:data:`DIAGNOSTIC_PREFIX`) is a detached figure for the log only: the
+    distiller logs it as ``diag/<name without 'loss'>/<figure>`` and does not optimise it.
 
     Args:
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
@@ -39,6 +44,10 @@ class DistillationLoss(nn.Module):
     levels: Tuple[str, ...] = ('superpixel', )
     #: whether gathered features are computed in the local-anchor form (:meth:`local_terms`)
     local_anchors: bool = False
+    #: whether the loss reads only rows it draws itself from the global counts (PPKT): when
+    #: every loss of a level does, the distiller leaves that level local in a gathered step
+    #: (with every process's row count) and the loss gathers only what it drew
+    draws_rows: bool = False
 
     def __init__(self, loss_weight: float = 1.0, level: Optional[str] = None) -> None:
         super().__init__()
@@ -68,6 +77,9 @@ class DistillationLoss(nn.Module):
             dict[str, Tensor]: Scalar terms; ``'loss'`` for a single-term loss.
         """
         feats = features.level(self.level)
+        if getattr(feats, 'rank_rows', None) is not None:
+            raise ValueError(f'{type(self).__name__} needs every row of the {self.level!r} '
+                             'level, which was kept local for losses that draw their rows')
         e = getattr(feats, 'e', None) if self.uses_teacher_features else None
         rows = getattr(feats, 'local_rows', None)
         if features.gathered and rows is not None and self.local_anchors:

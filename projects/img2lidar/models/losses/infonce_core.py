@@ -18,10 +18,17 @@ multiplies the (C, E) x (E, M) teacher features again.
 The pieces plug in by composition:
 
 - a **transform** (e.g. :class:`SemanticTolerance`) has ``needs_similarity`` (bool),
-  ``chunk_context(s_rows, en_rows, en, offset) -> tuple`` (no grad; may overwrite ``s_rows``)
+  ``chunk_context(s_rows, en_rows, en, offset, distribution) -> tuple`` (no grad; may overwrite
+  ``s_rows``), ``masked_counts(context, en_rows, en, offset) -> (C,)`` (for the diagnostics)
   and ``apply(z, context, offset) -> z`` (in place, diagonal untouched);
-- a **balancing** (e.g. :class:`ClassAgnosticBalancing`) has ``votes(s_rows) -> (C,)``,
+- a **balancing** (e.g. :class:`ClassAgnosticBalancing`) has
+  ``batch_threshold(distribution) -> Tensor | None``, ``votes(s_rows, threshold) -> (C,)``,
   ``weights_from_votes(votes) -> (M,)`` and ``weighted_mean(losses, weights)``.
+
+Either may set ``needs_distribution``: then the histogram of the batch's off-diagonal teacher
+similarities (:class:`SimilarityHistogram`, over all M rows) is computed in a first pass of row
+chunks and handed to ``batch_threshold`` and ``chunk_context`` (``distribution``; None
+otherwise).
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .contrastive_diagnostics import ContrastiveDiagnostics
+from .similarity_histogram import SimilarityHistogram
 from .utils import autocast_off, logsumexp_, normalize_teacher, row_chunks, run_chunk, \
     teacher_similarity
 
@@ -63,6 +72,21 @@ def drop_rows_without_teacher(k: Tensor, q: Tensor, e: Tensor,
     return out if rows is None else out + ((facts[1], facts[2]), )
 
 
+@torch.no_grad()
+def batch_distribution(en: Optional[Tensor], chunk_size: Optional[int], transform: Any,
+                       balancing: Any) -> Optional[SimilarityHistogram]:
+    """The histogram of the batch's off-diagonal teacher similarities, over all M rows, when
+    the transform or the balancing adapts its threshold to it (else None): one more pass of
+    row chunks without gradient, before the loss's own."""
+    if en is None or not any(getattr(part, 'needs_distribution', False)
+                             for part in (transform, balancing)):
+        return None
+    histogram = SimilarityHistogram(device=en.device)
+    for a, b in row_chunks(en.shape[0], chunk_size):
+        histogram.add_rows(teacher_similarity(en[a:b], en), a)
+    return histogram
+
+
 def _infonce_chunk(k_rows: Tensor, q_rows: Tensor, q: Tensor, tau: float, transform: Any,
                    offset: int, *context: Tensor) -> Tensor:
     """Per-anchor InfoNCE of one row chunk, (C,); see the module doc."""
@@ -81,7 +105,8 @@ def infonce_anchor_terms(k: Tensor,
                          en: Optional[Tensor] = None,
                          transform: Any = None,
                          balancing: Any = None,
-                         rows: Optional[Tuple[int, int]] = None
+                         rows: Optional[Tuple[int, int]] = None,
+                         diagnostics: Optional[ContrastiveDiagnostics] = None
                          ) -> Tuple[Tensor, Optional[Tensor]]:
     """Per-anchor InfoNCE losses and, with balancing, the anchors' votes.
 
@@ -96,6 +121,9 @@ def infonce_anchor_terms(k: Tensor,
         balancing (optional): Anchor weighting (see the module doc).
         rows (tuple[int, int], optional): Only the anchors ``rows[0]:rows[1]`` (against every
             candidate); all anchors when None.
+        diagnostics (ContrastiveDiagnostics, optional): Collects the teacher similarity of
+            every chunk (with ``en``), the masked negatives of the transform and the plain
+            InfoNCE (with a transform), without gradient.
 
     Returns:
         tuple: losses of those anchors (R,) float32, and their votes (R,) or None.
@@ -103,20 +131,29 @@ def infonce_anchor_terms(k: Tensor,
     needs_s = balancing is not None or (transform is not None and transform.needs_similarity)
     if needs_s and en is None:
         raise ValueError('teacher similarity is needed: pass the teacher features')
+    diagnose_s = diagnostics is not None and en is not None
     start, stop = (0, k.shape[0]) if rows is None else rows
     votes, chunks = [], []
     with autocast_off(k.device):
+        distribution = batch_distribution(en, chunk_size, transform, balancing)
+        threshold = None if balancing is None else balancing.batch_threshold(distribution)
         for a, b in row_chunks(stop - start, chunk_size):
             a, b = a + start, b + start
             context: tuple = ()
-            if needs_s or transform is not None:
+            if needs_s or transform is not None or diagnostics is not None:
                 with torch.no_grad():
-                    s = teacher_similarity(en[a:b], en) if needs_s else None
+                    s = teacher_similarity(en[a:b], en) if needs_s or diagnose_s else None
+                    if diagnose_s:
+                        diagnostics.add_similarity(s, a)
                     if balancing is not None:
-                        votes.append(balancing.votes(s))
+                        votes.append(balancing.votes(s, threshold))
                     if transform is not None:  # last: it may overwrite s
                         context = transform.chunk_context(s, None if en is None else en[a:b],
-                                                          en, a)
+                                                          en, a, distribution)
+                        if diagnostics is not None:
+                            diagnostics.add_masked(transform.masked_counts(
+                                context, None if en is None else en[a:b], en, a))
+                            diagnostics.add_plain(k[a:b], q[a:b], q, tau)
             chunks.append(run_chunk(_infonce_chunk, k[a:b], q[a:b], q, tau, transform, a,
                                     *context))
     losses = torch.cat(chunks) if chunks else k.new_zeros((0, ))

@@ -55,7 +55,7 @@ class SemanticTolerance:
         return self.tolerance == 'quantile'
 
     def chunk_context(self, s_rows: Optional[Tensor], en_rows: Tensor, en: Tensor,
-                      offset: int) -> Tuple[Tensor, ...]:
+                      offset: int, distribution=None) -> Tuple[Tensor, ...]:
         """What a row chunk's logits need, without gradient.
 
         Quantile form: the mask of masked negatives, bit-packed, (C, ceil(M / 8)) uint8; the
@@ -72,6 +72,23 @@ class SemanticTolerance:
         rows = torch.arange(w.shape[0], device=w.device)
         masked[rows, rows + offset] = False
         return (pack_bool(masked), )
+
+    @torch.no_grad()
+    def masked_counts(self, context: Tuple[Tensor, ...], en_rows: Optional[Tensor],
+                      en: Optional[Tensor], offset: int) -> Tensor:
+        """How many negatives of each anchor of a chunk are masked (weight 0), (C,) int64.
+
+        Args:
+            context (tuple[Tensor]): What :meth:`chunk_context` returned for the chunk.
+            en_rows (Tensor, optional): Unit teacher features of the chunk's anchors, (C, E).
+            en (Tensor, optional): Unit teacher features of all superpixels, (M, E).
+            offset (int): The chunk's first row.
+        """
+        if self.tolerance == 'quantile':
+            return unpack_bool(context[0], en.shape[0]).sum(dim=1)
+        masked = teacher_similarity(en_rows, en) >= 1.0  # w == 0
+        masked.diagonal(offset=offset).fill_(False)
+        return masked.sum(dim=1)
 
     def apply(self, z: Tensor, context: Tuple[Tensor, ...], offset: int) -> Tensor:
         """Weight or mask a chunk of logits ``z`` (C, M) in place."""
@@ -110,6 +127,8 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
         level (str, optional): Feature level; only ``'superpixel'``.
         anchors (str): On gathered features, ``'local'`` (default) or ``'global'``; see
             :class:`SuperpixelInfoNCELoss`.
+        diagnostics_interval (int): Log the figures of :mod:`.contrastive_diagnostics` every
+            that many steps; 0 (default) is off. See :class:`SuperpixelInfoNCELoss`.
 
     Note:
         ``forward(k, q, e)`` needs ``e`` unless ``tolerance`` is None and ``balancing`` is None.
@@ -127,9 +146,11 @@ class SemanticallyTolerantLoss(SuperpixelInfoNCELoss):
                  min_quantile: float = 0.01,
                  masked_negatives: str = 'zero_logit',
                  level: Optional[str] = None,
-                 anchors: str = 'local') -> None:
+                 anchors: str = 'local',
+                 diagnostics_interval: int = 0) -> None:
         super().__init__(tau=tau, loss_weight=loss_weight, chunk_size=chunk_size,
-                         balancing=balancing, level=level, anchors=anchors)
+                         balancing=balancing, level=level, anchors=anchors,
+                         diagnostics_interval=diagnostics_interval)
         if tolerance not in TOLERANCES:
             raise ValueError(f'tolerance must be one of {TOLERANCES}, got {tolerance!r}')
         if masked_negatives not in MASKED_NEGATIVES:

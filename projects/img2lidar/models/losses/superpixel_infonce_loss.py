@@ -15,18 +15,20 @@ form by default (``anchors='local'``): each process computes only its own anchor
 against every gathered candidate (1/W of the work of the global form on W processes), as
 shares of the global loss with the same value and gradient
 (:func:`~projects.img2lidar.models.gather_features.sum_of_shares`); the balancing weights come
-from every anchor's votes (one small gather of M numbers). ``anchors='global'`` makes every
-process compute the whole global loss.
+from every anchor's votes (one all-reduce of M numbers, each process's votes in its own rows,
+with no exchange of sizes: :func:`~projects.img2lidar.models.gather_features.share_rows`).
+``anchors='global'`` makes every process compute the whole global loss.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from ..gather_features import gather_rows, sum_of_shares
-from .distillation_loss import DistillationLoss
+from ..gather_features import share_rows, sum_of_shares
+from .contrastive_diagnostics import ContrastiveDiagnostics
+from .distillation_loss import DIAGNOSTIC_PREFIX, DistillationLoss
 from .infonce_core import drop_rows_without_teacher, infonce_anchor_losses, infonce_anchor_terms
 from .utils import as_float32, autocast_off, build_balancing, check_pair, empty_loss
 
@@ -52,6 +54,13 @@ class SuperpixelInfoNCELoss(DistillationLoss):
         level (str, optional): Feature level; only ``'superpixel'``.
         anchors (str): On gathered features, ``'local'`` (default: each process its own
             anchors) or ``'global'`` (every process all anchors); see the module doc.
+        diagnostics_interval (int): Every that many training steps (the first included), the
+            step's terms also carry the figures of :mod:`.contrastive_diagnostics` (teacher
+            similarity quantiles, masked negatives, balancing weights, positive similarity,
+            the loss of each term) as ``'diag/<figure>'`` terms, which the distiller logs and
+            does not optimise. Each logged figure costs one host read in mmengine's message
+            hub on the steps that log it; the figures themselves add one histogram per chunk
+            and, with a tolerance, one more (C, M) product without gradient. 0 (default): off.
 
     Note:
         Whenever ``e`` is used (here: only with ``balancing``), superpixels whose pooled teacher
@@ -68,10 +77,16 @@ class SuperpixelInfoNCELoss(DistillationLoss):
                  chunk_size: Optional[int] = 4096,
                  balancing: Union[None, dict, nn.Module] = None,
                  level: Optional[str] = None,
-                 anchors: str = 'local') -> None:
+                 anchors: str = 'local',
+                 diagnostics_interval: int = 0) -> None:
         super().__init__(loss_weight=loss_weight, level=level)
         if anchors not in ANCHORS:
             raise ValueError(f'anchors must be one of {ANCHORS}, got {anchors!r}')
+        if int(diagnostics_interval) < 0:
+            raise ValueError(f'diagnostics_interval must be >= 0 (0: off), got '
+                             f'{diagnostics_interval}')
+        self.diagnostics_interval = int(diagnostics_interval)
+        self._steps = 0
         self.local_anchors = anchors == 'local'
         if tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
@@ -95,15 +110,43 @@ class SuperpixelInfoNCELoss(DistillationLoss):
         Returns:
             Tensor: Scalar float32 loss, times ``loss_weight``.
         """
+        return self._evaluate(k, q, e, diagnose=False)[0]
+
+    def terms(self, k: Tensor, q: Tensor, e: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The step's loss (``'loss'``) and, every ``diagnostics_interval`` steps, its figures
+        (``'diag/<figure>'``, see :mod:`.contrastive_diagnostics`)."""
+        loss, figures = self._evaluate(k, q, e, diagnose=self._diagnostics_due())
+        return {'loss': loss, **{DIAGNOSTIC_PREFIX + key: v for key, v in figures.items()}}
+
+    def _diagnostics_due(self) -> bool:
+        """Whether this training step logs the diagnostics (one call per step)."""
+        if self.diagnostics_interval <= 0:
+            return False
+        due = self._steps % self.diagnostics_interval == 0
+        self._steps += 1
+        return due
+
+    def _evaluate(self, k: Tensor, q: Tensor, e: Optional[Tensor],
+                  diagnose: bool) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """The weighted loss and, when ``diagnose``, the figures (else an empty dict)."""
+        check_pair(k, q, e)
+        figures: Dict[str, Tensor] = {}
         with autocast_off(k.device):
-            losses, weights = self.per_anchor_losses(k, q, e)
+            kk, qq, en, _ = self._anchors_and_teacher(k, q, e)
+            diagnostics = ContrastiveDiagnostics(kk.shape[0], kk.device) if diagnose else None
+            losses, votes = infonce_anchor_terms(kk, qq, self.tau, self.chunk_size, en,
+                                                 self.transform, self.balancing,
+                                                 diagnostics=diagnostics)
+            weights = None if votes is None else self.balancing.weights_from_votes(votes)
             if losses.numel() == 0:
-                loss = empty_loss(k, q)
-            elif weights is None:
+                return self.loss_weight * empty_loss(k, q), figures
+            if weights is None:
                 loss = losses.mean()
             else:
                 loss = self.balancing.weighted_mean(losses, weights)
-        return self.loss_weight * loss
+            if diagnostics is not None:
+                figures = diagnostics.finish(kk, qq, (0, kk.shape[0]), losses, weights)
+        return self.loss_weight * loss, figures
 
     def per_anchor_losses(self,
                           k: Tensor,
@@ -159,17 +202,25 @@ class SuperpixelInfoNCELoss(DistillationLoss):
         check_pair(k, q, e)
         # every process's loss must reach the gather, whose backward is a collective
         anchor = empty_loss(k, q)
+        diagnose = self._diagnostics_due()
         with autocast_off(k.device):
             k, q, en, rows = self._anchors_and_teacher(k, q, e, rows)
+            diagnostics = ContrastiveDiagnostics(k.shape[0], k.device) if diagnose else None
             losses, votes = infonce_anchor_terms(k, q, self.tau, self.chunk_size, en,
-                                                 self.transform, self.balancing, rows)
+                                                 self.transform, self.balancing, rows,
+                                                 diagnostics)
+            weights = None
             if votes is None:
                 share = losses.sum() / max(k.shape[0], 1)
             else:
-                weights = self.balancing.weights_from_votes(gather_rows(votes))
+                weights = self.balancing.weights_from_votes(share_rows(votes, rows, k.shape[0]))
                 share = self.balancing.weighted_share(losses, weights, rows)
-        return {'loss': self.loss_weight * sum_of_shares(share + anchor)}
+            figures = {} if diagnostics is None or losses.numel() == 0 else \
+                diagnostics.finish(k, q, rows, losses, weights)
+        return {'loss': self.loss_weight * sum_of_shares(share + anchor),
+                **{DIAGNOSTIC_PREFIX + key: v for key, v in figures.items()}}
 
     def extra_repr(self) -> str:
         return (f'tau={self.tau}, loss_weight={self.loss_weight}, '
-                f'chunk_size={self.chunk_size}, local_anchors={self.local_anchors}')
+                f'chunk_size={self.chunk_size}, local_anchors={self.local_anchors}, '
+                f'diagnostics_interval={self.diagnostics_interval}')
