@@ -28,7 +28,7 @@
 #   train      50 iterations of tools/train.py on the real nuScenes sample (ST-SLidR + CB,
 #              MinkUNet-34, random-weight ResNet-50 teacher, 224x416 crops, batch 8, --amp):
 #              losses finite and falling
-#   benchmark  tools/benchmark_pretraining.py at batch 8 and 16 with --amp (3 measured steps per
+#   benchmark  tools/benchmark.py pretraining at batch 8 and 16 with --amp (3 measured steps per
 #              pass, to fit the call): docs/gpu_benchmark.md (copied to $OUT)
 # Phases get what is left of GPU_CHECK_BUDGET seconds (default 570); one that would not fit is
 # skipped and says so. GPU_CHECK_PHASES="tests step" runs a subset. Exit 1 when a phase fails.
@@ -110,7 +110,7 @@ if [ "$DRY" = 1 ]; then
       --work-dir '$OUT/train' --out '$OUT/train/config.py' --iters 4 --batch 1 --workers 1 \
     && '$PY' tools/train.py '$OUT/train/config.py' --work-dir '$OUT/train' --auto-scale-lr \
     && '$PY' tools/gpu_step_check.py check-log '$OUT/train' --iters 4 --window 2"
-  run_phase benchmark 10 900 "$PY" tools/benchmark_pretraining.py --device cpu --small \
+  run_phase benchmark 10 900 "$PY" tools/benchmark.py pretraining --device cpu --small \
     --batch-sizes 1 --iters 1 --warmup 1 --workers 1 --out "$OUT/gpu_benchmark.md"
 else
   if ! check_wheels; then
@@ -126,7 +126,7 @@ else
       --work-dir '$OUT/train' --out '$OUT/train/config.py' --iters 50 --batch 8 \
     && '$PY' tools/train.py '$OUT/train/config.py' --work-dir '$OUT/train' --amp --auto-scale-lr \
     && '$PY' tools/gpu_step_check.py check-log '$OUT/train' --iters 50"
-  run_phase benchmark 60 200 bash -c "'$PY' tools/benchmark_pretraining.py --device cuda \
+  run_phase benchmark 60 200 bash -c "'$PY' tools/benchmark.py pretraining --device cuda \
       --batch-sizes 8 16 --amp --iters 3 --warmup 1 --out docs/gpu_benchmark.md \
     && cp docs/gpu_benchmark.md '$OUT/'"
 fi

@@ -38,15 +38,15 @@ import random
 import sys
 import tempfile
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(TOOLS)
-for path in (REPO_ROOT, TOOLS):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
 
-import benchmark_pretraining as bench  # noqa: E402  the config and model building, shared
+# the config, sample and model building of `tools/benchmark.py pretraining`, shared
+from projects.img2lidar.benchmarks import pretraining as bench  # noqa: E402
 
 FP32_TOL = 1e-3
 AMP_REL_L2 = 5e-2

@@ -3,8 +3,9 @@
 Two mechanisms, by format:
 
 - **zip files** (``.npz`` superpixel maps, ``torch.save`` checkpoints): every member carries the
-  CRC-32 of its uncompressed bytes. :func:`read_zip_member` returns one member's bytes and
-  :func:`check_zip_file` streams every member, each checked against its CRC. The central
+  CRC-32 of its uncompressed bytes. :func:`read_zip_member` returns one member's bytes
+  (:func:`read_zip_members` several) and :func:`check_zip_file` streams every member, each
+  checked against its CRC. The central
   directory is authoritative (it is what ``zipfile``, ``np.load`` and torch's reader use); a
   member's local header, and its data descriptor when it has one, must agree with it on the
   name, flags, compression method, CRC-32 and sizes wherever they state them; a deflated
@@ -25,7 +26,7 @@ import os.path as osp
 import struct
 import zipfile
 import zlib
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 #: the local file header: signature, versions, flags, method, time, date, CRC-32, sizes,
 #: name and extra lengths
@@ -312,6 +313,36 @@ def read_zip_member(path: str, name: str) -> bytes:
         sink: list = []
         _read_checked(f, zf, info, path, sink)
     return sink[0] if len(sink) == 1 else b''.join(sink)
+
+
+def read_zip_members(path: str, names: Sequence[str],
+                     optional: Sequence[str] = ()) -> Dict[str, bytes]:
+    """The uncompressed bytes of several members of one zip file, each checked against its
+    CRC-32 as :func:`read_zip_member` checks one, reading the directory once.
+
+    Args:
+        path (str): The zip file.
+        names (Sequence[str]): Members that must be there.
+        optional (Sequence[str]): Members read when they are there. Defaults to ().
+
+    Returns:
+        dict: Member name -> bytes, for ``names`` and the ``optional`` members present.
+
+    Raises:
+        DamagedFileError: As :func:`read_zip_member`, for any member read.
+    """
+    out: Dict[str, bytes] = {}
+    with open(path, 'rb') as f:
+        zf = _open_zip(f, path)
+        present = set(zf.namelist())
+        for name in list(names) + [n for n in optional if n in present]:
+            if name not in present:
+                raise DamagedFileError(f'{path}: no member {name!r} (members: '
+                                       f'{zf.namelist()})')
+            sink: list = []
+            _read_checked(f, zf, zf.getinfo(name), path, sink)
+            out[name] = sink[0] if len(sink) == 1 else b''.join(sink)
+    return out
 
 
 def check_zip_file(path: str) -> int:

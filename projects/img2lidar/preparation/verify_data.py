@@ -85,17 +85,15 @@ def _check_image(path: str) -> Tuple[str, str, Optional[Tuple[int, int]]]:
 
 def _check_superpixels(path: str, image_hw: Optional[Tuple[int, int]],
                        image: str) -> Tuple[str, str]:
-    from ..datasets.transforms.superpixel_map import read_superpixels
+    from ..datasets.transforms.superpixel_map import read_scaled_superpixels
     if not osp.isfile(path):
         return 'missing', 'not found'
     try:
-        sp = read_superpixels(path)
+        # a map stored at scale s must be its image's size at s (the loader's own check)
+        read_scaled_superpixels(path, image_hw, image)
     except Exception as e:  # noqa: BLE001 - the reader says what is wrong
         reason = str(e)
         return 'damaged', reason[len(path) + 2:] if reason.startswith(path + ': ') else reason
-    if image_hw is not None and tuple(sp.shape) != tuple(image_hw):
-        return 'damaged', (f'map is {sp.shape[1]}x{sp.shape[0]} but its image {image} is '
-                           f'{image_hw[1]}x{image_hw[0]}')
     return 'ok', ''
 
 

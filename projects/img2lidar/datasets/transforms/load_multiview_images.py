@@ -8,7 +8,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
-from .superpixel_map import compact_superpixel_ids, read_superpixels
+from .superpixel_map import compact_superpixel_ids, read_scaled_superpixels
 
 
 def _image_size(head: bytes, path: str) -> Tuple[int, int]:
@@ -39,9 +39,14 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
     Required keys: ``img_paths`` and, with superpixels, ``sp_paths`` (one per camera).
     Added keys: ``img`` (list of (H / s, W / s, 3) uint8, BGR as OpenCV reads), ``img_shape``
     (list of the full-resolution (H, W), the frame of every pixel coordinate),
-    ``img_decode_scale`` (s), ``superpixels`` (list of (H, W) integer maps with ids below
-    each map's id range, see :func:`compact_superpixel_ids`; -1 marks ignored pixels) and
-    ``superpixel_sizes`` (the id range of each map).
+    ``img_decode_scale`` (s), ``superpixels`` (list of integer maps as stored: (H, W), or
+    (ceil(H / m), ceil(W / m)) for a map stored at scale m, see
+    :mod:`~projects.img2lidar.datasets.transforms.superpixel_map`; ids below each map's id
+    range, see :func:`compact_superpixel_ids`; -1 marks ignored pixels),
+    ``superpixel_scales`` (m of each map) and ``superpixel_sizes`` (the id range of each map).
+    Maps are never resized here: :class:`PairedRandomResizedCrop` reads full-resolution pixel
+    (x, y) of a map at scale m at [y // m, x // m], and a map whose shape is not its image's
+    at its recorded scale is an error.
 
     Args:
         with_superpixels (bool): Load the maps. Defaults to True.
@@ -58,7 +63,8 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
 
     Raises:
         FileNotFoundError: An image or map is missing.
-        ValueError: An image or map is unreadable, or a map's size differs from its image's.
+        ValueError: An image or map is unreadable, or a map's size is not its image's at the
+            map's scale.
     """
 
     _FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -76,8 +82,13 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
         self.decode_scale = decode_scale
         self.negative_superpixels = negative_superpixels
 
-    def _read_image(self, path: str) -> Tuple[np.ndarray, Tuple[int, int]]:
-        """The (possibly reduced) image and its full-resolution (H, W)."""
+    def read_image(self, path: str) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """The image decoded at 1/``decode_scale`` resolution and its full-resolution (H, W).
+
+        Raises:
+            FileNotFoundError: The image does not exist.
+            ValueError: It does not decode, or its header gives no size.
+        """
         if not os.path.isfile(path):
             raise FileNotFoundError(f'image not found: {path}')
         img = cv2.imread(path, self._FLAGS[self.decode_scale])
@@ -90,23 +101,27 @@ class LoadMultiViewImagesAndSuperpixels(BaseTransform):
             full = _image_size(f.read(1 << 16), path)
         return img, full
 
+    def read_map(self, path: str, image_hw: Tuple[int, int],
+                 image_path: str) -> Tuple[np.ndarray, int, int]:
+        """One superpixel map as stored, its ids brought into a small range.
+
+        Returns:
+            tuple: The map (see the class doc), its id range and its scale.
+        """
+        sp, scale = read_scaled_superpixels(path, image_hw, image_path)
+        sp, n = compact_superpixel_ids(sp, path, self.negative_superpixels)
+        return sp, n, scale
+
     def transform(self, results: dict) -> Optional[dict]:
-        loaded = [self._read_image(p) for p in results['img_paths']]
+        loaded = [self.read_image(p) for p in results['img_paths']]
         results['img'] = [im for im, _ in loaded]
         results['img_shape'] = [hw for _, hw in loaded]
         results['img_decode_scale'] = self.decode_scale
         if self.with_superpixels:
-            sps, sizes = [], []
-            for hw, ipath, spath in zip(results['img_shape'], results['img_paths'],
-                                        results['sp_paths']):
-                sp = read_superpixels(spath)
-                if sp.shape != tuple(hw):
-                    raise ValueError(f'{spath}: superpixel map is {sp.shape[1]}x{sp.shape[0]} but '
-                                     f'its image {ipath} is {hw[1]}x{hw[0]}')
-                sp, n = compact_superpixel_ids(sp, spath, self.negative_superpixels)
-                sps.append(sp)
-                sizes.append(n)
-            results['superpixels'] = sps
+            maps = [self.read_map(spath, hw, ipath) for hw, ipath, spath in
+                    zip(results['img_shape'], results['img_paths'], results['sp_paths'])]
+            results['superpixels'] = [sp for sp, _, _ in maps]
             # id range of each full map, fixed before any crop so that ids stay unique
-            results['superpixel_sizes'] = sizes
+            results['superpixel_sizes'] = [n for _, n, _ in maps]
+            results['superpixel_scales'] = [scale for _, _, scale in maps]
         return results

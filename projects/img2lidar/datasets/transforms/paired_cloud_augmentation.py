@@ -82,8 +82,11 @@ class PairedCloudAugmentation(BaseTransform):
     def transform(self, results: dict) -> dict:
         points = results['points']
         mat = self._matrix()
-        points = points.copy()
-        points[:, :3] = (points[:, :3].astype(np.float64) @ mat.T).astype(points.dtype)
+        # a new array: the float64 product is cast into its columns (no float32 temporary)
+        out = np.empty_like(points)
+        out[:, 3:] = points[:, 3:]
+        out[:, :3] = points[:, :3].astype(np.float64) @ mat.T
+        points = out
         point_ids = np.arange(len(points))
         if self.cuboid_drop is not None:
             keep = self._drop_cuboids(points[:, :3], results['pairs'])

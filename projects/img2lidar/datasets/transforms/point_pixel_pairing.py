@@ -37,21 +37,27 @@ def project_to_cameras(xyz: np.ndarray, cam2imgs, lidar2cams, img_hws,
     if len(proj) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 2), dtype=np.int64)
-    # every camera in one (3C, 3) x (3, N) product; rows 3c..3c+2 are camera c's (u z, v z, z)
-    cam = proj[:, :, :3].reshape(-1, 3) @ xyz.T.astype(np.float64) + \
-        proj[:, :, 3].reshape(-1, 1)
+    # every camera in one (3C, 3) x (3, N) product; rows 3c..3c+2 are camera c's (u z, v z, z);
+    # the translation added in place (a second (3C, N) array costs more than the product)
+    cam = proj[:, :, :3].reshape(-1, 3) @ xyz.T.astype(np.float64)
+    cam += proj[:, :, 3].reshape(-1, 1)
     cams, points, pixels = [], [], []
     for c, (h, w) in enumerate(img_hws):
         depth = cam[3 * c + 2]
         front = np.flatnonzero(depth > min_depth)
-        u = cam[3 * c, front] / depth[front]
-        v = cam[3 * c + 1, front] / depth[front]
-        keep = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        points.append(front[keep])
-        cams.append(np.full(len(points[-1]), c, dtype=np.int64))
-        pixels.append(np.stack([np.floor(u[keep]), np.floor(v[keep])], axis=1))
-    return (np.concatenate(cams), np.concatenate(points).astype(np.int64),
-            np.concatenate(pixels).astype(np.int64).reshape(-1, 2))
+        d = depth[front]
+        u = cam[3 * c, front]
+        u /= d
+        v = cam[3 * c + 1, front]
+        v /= d
+        keep = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
+        points.append(front[keep].astype(np.int64, copy=False))
+        cams.append(np.full(len(keep), c, dtype=np.int64))
+        pixel = np.empty((len(keep), 2), dtype=np.int64)
+        pixel[:, 0] = np.floor(u[keep])
+        pixel[:, 1] = np.floor(v[keep])
+        pixels.append(pixel)
+    return np.concatenate(cams), np.concatenate(points), np.concatenate(pixels)
 
 
 def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float = 1.0):

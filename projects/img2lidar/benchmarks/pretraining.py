@@ -1,10 +1,9 @@
-#!/usr/bin/env python
 """Pretraining throughput: the real training step of a config, samples per second, peak memory
 and the time of each part of the step.
 
-    python tools/benchmark_pretraining.py --device cuda --batch-sizes 8 16 --amp \
+    python tools/benchmark.py pretraining --device cuda --batch-sizes 8 16 --amp \
         --out docs/gpu_benchmark.md
-    python tools/benchmark_pretraining.py --device cpu --small --batch-sizes 1 --iters 2
+    python tools/benchmark.py pretraining --device cpu --small --batch-sizes 1 --iters 2
 
 The model, its optimizer wrapper and the training dataloader are built from the config through
 mmengine (default: ST-SLidR + class-agnostic balancing, MinkUNet-34 student, ResNet-50 teacher
@@ -16,11 +15,12 @@ switches the optimizer wrapper as ``tools/train.py --amp`` does.
 Two passes per batch size, after ``--warmup`` steps:
 
 - throughput: ``--iters`` plain steps, synchronised only at their end. ``samples/s`` is the
-  batch size over the median step; ``end to end`` adds the wait for the dataloader (its workers
-  prepare batches while the model runs, as in a run). Peak memory is taken over these steps:
-  ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak resident set size
-  (``VmHWM`` of ``/proc/self/status``, reset through ``/proc/self/clear_refs`` before each batch
-  size; the dataloader's worker processes are not included).
+  batch size over the step (at the fastest / the median step); ``end to end`` adds the wait
+  for the dataloader (its workers prepare batches while the model runs, as in a run). Peak
+  memory is taken over these steps: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
+  process's peak resident set size (``VmHWM`` of ``/proc/self/status``, reset through
+  ``/proc/self/clear_refs`` before each batch size; the dataloader's worker processes are not
+  included).
 - parts: ``--iters`` steps with timers around the parts of ``train_step``, each timer wrapping,
   on the built objects, a method that the step itself calls (nothing of the step is
   re-implemented; every timer synchronises on CUDA, and the time of a part excludes the parts
@@ -43,30 +43,27 @@ Two passes per batch size, after ``--warmup`` steps:
   other               the rest of ``train_step`` (loss parsing, the finite checks, ...)
   ==================  =========================================================================
 
-``--out`` writes the tables as markdown with the device, driver and package versions;
-``--trace DIR`` also writes a torch.profiler trace of one step (the parts appear as
-``record_function`` ranges).
+The report gives the device, driver and package versions; ``--trace DIR`` also writes a
+torch.profiler trace of one step (the parts appear as ``record_function`` ranges).
 """
-import argparse
-import contextlib
 import inspect
 import os
 import os.path as osp
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+from .memory import PeakMemory
+from .sample_data import REPO_ROOT, SAMPLE_DIR
+from .sample_data import make_sample_root as _make_sample_root
+from .timing import PartTimer, Report, Times, progress
+
 PARTS = ('data', 'data_preprocessor', 'student', 'teacher', 'head', 'pooling', 'loss',
          'backward', 'step', 'other')
 DEFAULT_CONFIG = 'configs/st-slidr/stslidr_minkunet34_resnet50-mocov2_2xb8-50e_nuscenes.py'
-SAMPLE_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'nuscenes_sample')
 #: --small: a MinkUNet of width 16 with one block per stage and a ResNet-18 of width 16
 SMALL_STUDENT = dict(base_channels=16, encoder_channels=[16, 32, 64, 128],
                      encoder_blocks=[1, 1, 1, 1], decoder_channels=[128, 64, 48, 48],
@@ -75,8 +72,7 @@ SMALL_TEACHER = dict(depth=18, base_channels=16, stem_channels=16)
 SMALL_TEACHER_CHANNELS = 128
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_arguments(parser) -> None:
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[8, 16])
@@ -88,74 +84,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
                         help='dataloader workers (0: load in this process)')
     parser.add_argument('--small', action='store_true',
-                        help='small student and teacher (CPU smoke runs of this script)')
+                        help='small student and teacher (CPU smoke runs of this benchmark)')
     parser.add_argument('--sample-dir', default=SAMPLE_DIR)
-    parser.add_argument('--out', help='write the markdown here (e.g. docs/gpu_benchmark.md)')
     parser.add_argument('--trace', help='write a torch.profiler trace of one step into DIR')
-    return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------------------------------------
 # timing the parts of a step
 # ---------------------------------------------------------------------------------------------
-class PartTimer:
-    """Exclusive wall time per part: a part entered inside another pauses the outer one.
-
-    On CUDA every boundary synchronises, so a part's time includes its GPU work.
-    """
-
-    def __init__(self, cuda: bool) -> None:
-        import torch
-        self.sync = torch.cuda.synchronize if cuda else (lambda: None)
-        self.times: Dict[str, float] = {}
-        self.stack: List[list] = []  # [part, start, depth]
-        self.enabled = False
-
-    def reset(self) -> None:
-        self.times, self.stack = {}, []
-
-    @contextlib.contextmanager
-    def part(self, name: str):
-        """Time the body as ``name`` (re-entering the running part only counts depth)."""
-        if not self.enabled:
-            yield
-            return
-        if self.stack and self.stack[-1][0] == name:
-            self.stack[-1][2] += 1
-            try:
-                yield
-            finally:
-                self.stack[-1][2] -= 1
-            return
-        import torch
-        self.sync()
-        now = time.perf_counter()
-        if self.stack:
-            outer = self.stack[-1]
-            self.times[outer[0]] = self.times.get(outer[0], 0.0) + now - outer[1]
-        self.stack.append([name, now, 0])
-        try:
-            with torch.profiler.record_function(f'step/{name}'):
-                yield
-        finally:
-            self.sync()
-            now = time.perf_counter()
-            part, start, _ = self.stack.pop()
-            self.times[part] = self.times.get(part, 0.0) + now - start
-            if self.stack:
-                self.stack[-1][1] = now
-
-    def wrap(self, name: str, fn: Callable) -> Callable:
-        """``fn`` timed as part ``name``."""
-
-        def timed(*args, **kwargs):
-            with self.part(name):
-                return fn(*args, **kwargs)
-
-        timed.__wrapped__ = fn
-        return timed
-
-
 def own_methods(obj) -> List[str]:
     """Public methods that the project's classes in ``type(obj)``'s MRO define, and
     ``forward``: what a caller of this part can reach."""
@@ -170,58 +106,42 @@ def own_methods(obj) -> List[str]:
     return sorted(names)
 
 
-def instrument(model, optim_wrapper, timer: PartTimer) -> Callable[[], None]:
-    """Wrap the methods that ``train_step`` reaches with timers; returns the undo function.
+def instrument(model, optim_wrapper, timer: PartTimer) -> None:
+    """Wrap the methods that ``train_step`` reaches with timers (``timer.undo()`` removes
+    them).
 
     Depends on these names: ``model.data_preprocessor``, ``model.extract_point_feat``,
     ``model.teacher``, ``model.image_head``, ``model.losses`` (name -> loss head),
     ``model.loss`` and ``model.train_step`` (mmengine's BaseModel), and the optimizer
     wrapper's ``backward``, ``step`` and ``zero_grad``.
     """
-    wrapped = []
-
-    def wrap(obj, method: str, part: str) -> None:
-        setattr(obj, method, timer.wrap(part, getattr(obj, method)))
-        wrapped.append((obj, method))
-
-    wrap(model, 'train_step', 'other')
-    wrap(model, 'loss', 'pooling')
-    wrap(model.data_preprocessor, 'forward', 'data_preprocessor')
-    wrap(model, 'extract_point_feat', 'student')
+    timer.instrument(model, 'train_step', 'other')
+    timer.instrument(model, 'loss', 'pooling')
+    timer.instrument(model.data_preprocessor, 'forward', 'data_preprocessor')
+    timer.instrument(model, 'extract_point_feat', 'student')
     for part, modules in (('teacher', [model.teacher]), ('head', [model.image_head]),
                           ('loss', list(model.losses.values()))):
         for module in modules:
             for method in own_methods(module):
-                wrap(module, method, part)
+                timer.instrument(module, method, part)
     for method in ('backward', 'step', 'zero_grad'):
-        wrap(optim_wrapper, method, 'backward' if method == 'backward' else 'step')
-
-    def undo() -> None:
-        for obj, method in reversed(wrapped):
-            delattr(obj, method)  # the instance attribute; the class's method shows again
-
-    return undo
+        timer.instrument(optim_wrapper, method, 'backward' if method == 'backward' else 'step')
 
 
 # ---------------------------------------------------------------------------------------------
 # building the config's model, optimizer wrapper and dataloader
 # ---------------------------------------------------------------------------------------------
 def make_sample_root(sample_dir: str, tmp: str) -> str:
-    """A data root with the sample (links) and SLIC superpixels made for it; the info file."""
-    from projects.img2lidar.preparation.superpixels import create_superpixels
-    ann = next(f for f in sorted(os.listdir(sample_dir)) if f.endswith('.pkl'))
-    for f in os.listdir(sample_dir):
-        os.symlink(osp.join(sample_dir, f), osp.join(tmp, f))
-    create_superpixels(osp.join(tmp, ann), tmp, osp.join(tmp, 'superpixels'), img_prefix='',
-                       workers=1, progress=False, downscale=4)
-    return osp.join(tmp, ann)
+    """A data root with the sample (links) and SLIC superpixels made for it (at 1/4
+    resolution, for speed); the info file."""
+    return _make_sample_root(tmp, sample_dir, downscale=4)
 
 
 def load_config(args, root: str, ann_file: str):
     """The config with the sample as its data, random teacher weights and --small/--amp."""
     from mmengine.config import Config
 
-    from projects.img2lidar.engine.launch import enable_amp
+    from ..engine.launch import enable_amp
     cfg = Config.fromfile(osp.join(REPO_ROOT, args.config))
     cfg.model.teacher.checkpoint = None  # random teacher weights: the cost is the same
     if args.small:
@@ -262,45 +182,12 @@ def build_loader(cfg, batch_size: int):
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
-class PeakMemory:
-    """Peak memory of a stretch of steps: CUDA allocations, or the CPU process's resident set."""
-
-    def __init__(self, device) -> None:
-        self.cuda = device.type == 'cuda'
-        self.method = ('torch.cuda.max_memory_allocated' if self.cuda else
-                       'peak resident set size of this process (VmHWM, reset via '
-                       '/proc/self/clear_refs)')
-
-    def reset(self) -> None:
-        import torch
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-            return
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')
-        except OSError:
-            self.method = ('peak resident set size of this process since its start '
-                           '(ru_maxrss; /proc/self/clear_refs was not writable)')
-
-    def read_gib(self) -> float:
-        import torch
-        if self.cuda:
-            return torch.cuda.max_memory_allocated() / 2**30
-        try:
-            with open('/proc/self/status') as f:
-                kib = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-        except (OSError, StopIteration):
-            import resource
-            kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return kib / 2**20
-
-
 def finite(x: float) -> bool:
     return x == x and abs(x) < float('inf')
 
 
-def run_steps(model, optim_wrapper, batches, n: int, sync: Callable, timer=None) -> List[dict]:
+def run_steps(model, optim_wrapper, batches, n: int, sync: Callable,
+              timer: PartTimer = None) -> List[dict]:
     """``n`` training steps on batches from ``batches``; per step: data wait, step time, loss
     (and the part times when ``timer`` is given)."""
     import torch
@@ -334,9 +221,9 @@ def benchmark_batch_size(args, cfg, model, optim_wrapper, device, batch_size: in
     memory.reset()
     plain = run_steps(model, optim_wrapper, batches, args.iters, sync)
     peak = memory.read_gib()
-    timer = PartTimer(cuda)
-    undo = instrument(model, optim_wrapper, timer)
-    timer.enabled = True
+    timer = PartTimer(sync=sync if cuda else None,
+                      record=lambda name: torch.profiler.record_function(f'step/{name}'))
+    instrument(model, optim_wrapper, timer)
     try:
         timed = run_steps(model, optim_wrapper, batches, args.iters, sync, timer)
         if args.trace:
@@ -347,14 +234,15 @@ def benchmark_batch_size(args, cfg, model, optim_wrapper, device, batch_size: in
                 run_steps(model, optim_wrapper, batches, 1, sync, timer)
             prof.export_chrome_trace(osp.join(args.trace, f'step_batch{batch_size}.json'))
     finally:
-        undo()
-    step = statistics.median(r['step'] for r in plain)
-    data = statistics.median(r['data'] for r in plain)
-    parts = {p: statistics.median(r['parts'].get(p, 0.0) for r in timed) for p in PARTS}
+        timer.undo()
+    step = Times([r['step'] for r in plain])
+    data = Times([r['data'] for r in plain])
+    parts = {p: Times([r['parts'].get(p, 0.0) for r in timed]) for p in PARTS}
     losses = [r['loss'] for r in plain + timed]
-    return dict(batch=batch_size, step=step, data_wait=data, rate=batch_size / step,
-                rate_e2e=batch_size / (step + data), peak_gib=peak, memory=memory.method,
-                parts=parts, parts_total=sum(parts.values()) - parts['data'],
+    return dict(batch=batch_size, step=step, data_wait=data, peak_gib=peak,
+                memory=memory.method, parts=parts,
+                parts_total=Times([sum(v for k, v in r['parts'].items() if k != 'data')
+                                   for r in timed]),
                 losses=losses, finite=all(map(finite, losses)))
 
 
@@ -396,42 +284,32 @@ def versions(device) -> Dict[str, str]:
     return out
 
 
-def markdown(args, rows: List[dict], device) -> str:
+def write_report(args, rows: List[dict], device, report: Report) -> None:
     ver = versions(device)
-    lines = [f'# Pretraining throughput: {osp.basename(args.config)}', '',
-             f'Device: {ver.pop("device")}. ' +
-             ', '.join(f'{k} {v}' for k, v in ver.items()) + '.', '',
-             f'The config\'s own `train_step` on {args.crop[0]}x{args.crop[1]} crops of '
-             f'`tests/data/nuscenes_sample`, teacher with random weights, '
-             f'{"mixed precision (tools/train.py --amp)" if args.amp else "float32"}, '
-             f'{args.workers} dataloader workers; medians of {args.iters} steps after '
-             f'{args.warmup} warm-up steps' +
-             ('; SMALL networks (a smoke run, not a benchmark)' if args.small else '') + '.',
-             f'Peak memory: {rows[0]["memory"] if rows else "-"}.',
-             f'Command: `python tools/benchmark_pretraining.py {" ".join(sys.argv[1:])}`', '',
-             '| batch | step ms | samples/s | samples/s end to end | data wait ms | '
-             'peak GiB | losses finite |',
-             '|---:|---:|---:|---:|---:|---:|:---:|']
-    for r in rows:
-        lines.append(f"| {r['batch']} | {r['step'] * 1e3:.0f} | {r['rate']:.2f} | "
-                     f"{r['rate_e2e']:.2f} | {r['data_wait'] * 1e3:.0f} | "
-                     f"{r['peak_gib']:.2f} | {'yes' if r['finite'] else 'NO'} |")
-    lines += ['', 'Parts of the step (ms; each part excludes the parts nested in it; timers '
-              'synchronise on CUDA, so their sum exceeds the plain step a little):', '',
-              '| batch | ' + ' | '.join(PARTS) + ' | sum without data |',
-              '|---:|' + '---:|' * (len(PARTS) + 1)]
-    for r in rows:
-        lines.append(f"| {r['batch']} | " +
-                     ' | '.join(f"{r['parts'][p] * 1e3:.0f}" for p in PARTS) +
-                     f" | {r['parts_total'] * 1e3:.0f} |")
-    return '\n'.join(lines) + '\n'
+    report.note(f'Device: {ver.pop("device")}. ' +
+                ', '.join(f'{k} {v}' for k, v in ver.items()) + '.')
+    report.note(f'`{args.config}`\'s own `train_step` on {args.crop[0]}x{args.crop[1]} crops '
+                'of `tests/data/nuscenes_sample`, teacher with random weights, '
+                f'{"mixed precision (tools/train.py --amp)" if args.amp else "float32"}, '
+                f'{args.workers} dataloader workers; {args.iters} steps after {args.warmup} '
+                'warm-up steps, min / median' +
+                ('; SMALL networks (a smoke run, not a benchmark)' if args.small else '') +
+                f'. Peak memory: {rows[0]["memory"] if rows else "-"}.')
+    report.table(['batch', 'step ms', 'samples/s', 'samples/s end to end', 'data wait ms',
+                  'peak GiB', 'losses finite'],
+                 [(r['batch'], r['step'].ms(0), r['step'].rate(r['batch'], 2),
+                   Times([s + d for s, d in zip(r['step'].values, r['data_wait'].values)])
+                   .rate(r['batch'], 2), r['data_wait'].ms(0), f"{r['peak_gib']:.2f}",
+                   'yes' if r['finite'] else 'NO') for r in rows], align='rrrrrrl')
+    report.note('Parts of the step (ms, min / median; each part excludes the parts nested in '
+                'it; timers synchronise on CUDA, so their sum exceeds the plain step a little):')
+    report.table(['part'] + [f"batch {r['batch']}" for r in rows],
+                 [[p] + [r['parts'][p].ms(0) for r in rows] for p in PARTS] +
+                 [['sum without data'] + [r['parts_total'].ms(0) for r in rows]])
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args, report: Report) -> int:
     import torch
-
-    import projects.img2lidar  # noqa: F401  applies the compatibility patches
     from mmdet3d.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     device = torch.device(args.device)
@@ -445,17 +323,8 @@ def main(argv=None) -> int:
         for batch_size in args.batch_sizes:
             row = benchmark_batch_size(args, cfg, model, optim_wrapper, device, batch_size)
             rows.append(row)
-            print(f"batch {batch_size}: {row['rate']:.2f} samples/s, step "
-                  f"{row['step'] * 1e3:.0f} ms, peak {row['peak_gib']:.2f} GiB, losses " +
-                  ' '.join(f'{v:.4f}' for v in row['losses']), file=sys.stderr, flush=True)
-    text = markdown(args, rows, device)
-    print(text)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            f.write(text)
+            progress(f"batch {batch_size}: {row['step'].rate(batch_size, 2)} samples/s, "
+                     f"step {row['step'].ms(0)} ms, peak {row['peak_gib']:.2f} GiB, losses " +
+                     ' '.join(f'{v:.4f}' for v in row['losses']))
+    write_report(args, rows, device, report)
     return 0 if all(r['finite'] for r in rows) else 1
-
-
-if __name__ == '__main__':
-    sys.exit(main())
