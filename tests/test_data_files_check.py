@@ -304,7 +304,8 @@ def test_superpixel_tool_takes_several_info_files(root, capsys):
             '--workers', '1', '--downscale', '4']
     assert main(args) == 0
     assert '2 info file(s), 12 images, 6 already done, 6 to compute' in capsys.readouterr().out
-    assert sum(len(files) for _, _, files in os.walk(root / 'superpixels')) == 12
+    assert len(list((root / 'superpixels').rglob('*.npz'))) == 12  # and the sidecar
+    assert (root / 'superpixels' / 'superpixels.json').is_file()
     assert main(args) == 0
     assert '12 images, 12 already done, 0 to compute' in capsys.readouterr().out
 

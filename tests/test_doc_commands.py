@@ -34,6 +34,7 @@ import torch
 
 from conftest import REPO_ROOT, SEMANTICKITTI_FIXTURE, require, PANDASET_SAMPLE
 from doc_commands import all_blocks, run_block
+from tiny_sam import write_tiny_sam
 
 #: blocks run by each flow, in order
 FLOWS: Dict[str, List[str]] = {
@@ -41,6 +42,7 @@ FLOWS: Dict[str, List[str]] = {
                  'publish', 'downstream', 'evaluate', 'zero-shot', 'look', 'distributed'],
     'pandaset': ['pandaset-prepare'],
     'slurm': ['slurm'],
+    'regions': ['regions'],
     'real-data': ['real-data-check'],
 }
 #: blocks run by a test in another file (which must call run_block with the name)
@@ -273,6 +275,55 @@ def test_pandaset_flow(workspace):
         out / 'pandaset_infos_val.pkl') == len(FRAMES)
     # one camera per frame in the synthetic root: a map per image of both splits
     assert len(list((out / 'superpixels').rglob('*.npz'))) == 2 * len(FRAMES)
+
+
+def _released_maps(data: Path, folder: Path) -> int:
+    """Maps as a peer releases them for the pretraining split's images: one uint8
+    ``<sample_data token>.png`` each, 40-pixel blocks with ids from 1 and 0 (no mask) on the top
+    rows. Returns how many images (scene-0061's clones share its image files)."""
+    import cv2
+    import numpy as np
+    with open(data / 'nuscenes_infos_pretrain.pkl', 'rb') as f:
+        infos = pickle.load(f)['data_list']
+    images = {cam['sample_data_token']: data / 'samples' / name / cam['img_path']
+              for info in infos for name, cam in info['images'].items()}
+    folder.mkdir(parents=True)
+    for token, path in images.items():
+        h, w = cv2.imread(str(path)).shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        ids = (yy // 40) * ((w + 39) // 40) + xx // 40 + 1
+        ids[:10] = 0
+        cv2.imwrite(str(folder / f'{token}.png'), (ids % 250).astype(np.uint8))
+    return len(set(images.values()))
+
+
+def test_regions_flow(workspace):
+    """The region sources' commands: SAM masks from a local checkpoint (a tiny random SAM in
+    ``checkpoints/sam-vit-base``), the teacher codebook, released maps with 0 as "no mask",
+    and the map checker."""
+    import json
+
+    import numpy as np
+    from projects.img2lidar.datasets.transforms.superpixel_map import read_superpixels
+    ws, data = workspace, workspace / 'data' / 'nuscenes'
+    if not (data / 'nuscenes_infos_pretrain.pkl').exists():
+        run_block(ws, 'nuscenes-prepare')
+    write_tiny_sam(ws / 'checkpoints' / 'sam-vit-base')
+    n = _released_maps(data, ws / 'data' / 'released_sam')
+    out = run_block(ws, 'regions')
+    for name in ('slic', 'sam', 'teacher_kmeans', 'precomputed'):
+        assert re.search(rf'^{name} ', out, re.M), name
+    for folder, generator in (('superpixels_sam', 'sam'),
+                              ('superpixels_codebook', 'teacher_kmeans'),
+                              ('superpixels_released', 'precomputed')):
+        maps = sorted((data / folder).glob('*/*.npz'))  # CAM_*/<stem>.npz
+        assert len(maps) == n, folder
+        sidecar = json.loads((data / folder / 'superpixels.json').read_text())
+        assert sidecar['generator'] == generator, sidecar
+    assert (data / 'superpixels_codebook' / 'teacher_codebook.npz').is_file()
+    released = read_superpixels(str(sorted((data / 'superpixels_released').glob('*/*.npz'))[0]))
+    assert (released[:10] == -1).all() and released[10:].min() == 0  # 0 -> -1, ids from 0
+    assert np.unique(released[10:]).tolist() == list(range(released.max() + 1))
 
 
 def test_slurm_flow(workspace):

@@ -35,6 +35,13 @@ class ImageLidarPretrainDataset(BaseDataset):
         skip_bad_samples (bool): Log, count and replace samples that raise
             :class:`BadSampleError` (NaN/inf point values or calibration, too few pairs)
             instead of failing. Defaults to False.
+        superpixel_source (dict, optional): What must have made the maps: ``generator`` (a
+            region generator's name: ``'slic'``, ``'sam'``, ``'teacher_kmeans'``,
+            ``'precomputed'``) and any parameters that must have a given value (e.g.
+            ``downscale=2.0``, ``checkpoint_sha256=...``). Checked against the sidecar
+            ``superpixels.json`` of the maps' folder when the dataset is built (logged; a
+            disagreement is an error; a folder without one is accepted with a warning).
+            None: ``dict(generator='slic')``.
         **kwargs: Passed to :class:`mmengine.dataset.BaseDataset` (``pipeline``,
             ``test_mode``, ``indices``, ...).
     """
@@ -48,12 +55,39 @@ class ImageLidarPretrainDataset(BaseDataset):
                  cameras: Optional[Sequence[str]] = None,
                  superpixel_suffix: str = '.npz',
                  skip_bad_samples: bool = False,
+                 superpixel_source: Optional[dict] = None,
                  **kwargs) -> None:
         self.cameras = list(cameras) if cameras is not None else None
         self.superpixel_suffix = superpixel_suffix
         self.skip_bad_samples = skip_bad_samples
+        self.superpixel_source = superpixel_source
         self.num_skipped = 0
         super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix, **kwargs)
+        self.check_superpixel_source()
+
+    def check_superpixel_source(self) -> None:
+        """Log what made the maps (their folder's sidecar) and refuse maps of another source
+        than ``superpixel_source``, or maps with unassigned pixels (-1) when the pipeline's
+        loader reads negative ids as an error.
+
+        Raises:
+            SuperpixelSourceError: The sidecar disagrees with ``superpixel_source``, or its
+                maps can hold -1 and the loader has ``negative_superpixels='error'``.
+        """
+        from ..preparation.regions.sidecar import (SuperpixelSourceError,
+                                                   check_superpixel_source, sidecar_path)
+        folder = self._prefix('sp')
+        content = check_superpixel_source(folder, self.superpixel_source,
+                                          MMLogger.get_current_instance())
+        if content is None or not content.get('unassigned'):
+            return
+        strict = [t for t in getattr(self.pipeline, 'transforms', [])
+                  if getattr(t, 'negative_superpixels', None) == 'error']
+        if strict:
+            raise SuperpixelSourceError(
+                f'{sidecar_path(folder)}: these maps can hold unassigned pixels (-1), and '
+                f'{type(strict[0]).__name__} reads a negative id as an error: set its '
+                "negative_superpixels='ignore'")
 
     def _prefix(self, key: str, default: str = '') -> str:
         return self.data_prefix.get(key, self.data_prefix.get(default, ''))
