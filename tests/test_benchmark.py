@@ -24,6 +24,7 @@ def test_times_and_report_format():
     t = Times([0.004, 0.001, 0.002])
     assert (t.min, t.median) == (0.001, 0.002)
     assert t.ms(1) == '1.0 / 2.0' and t.rate(8, 0) == '8000 / 4000'
+    assert Times(np.array([0.003, 0.001])).min == 0.001  # per-image arrays, as superpixels
     calls = []
     times = interleaved(dict(a=lambda: calls.append('a'), b=lambda: calls.append('b')),
                         repeats=2, warmup=1, before_each=lambda i: calls.append(i))

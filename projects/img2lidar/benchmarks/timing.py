@@ -27,9 +27,9 @@ class Times:
     """
 
     def __init__(self, values: Sequence[float]) -> None:
-        if not values:
+        self.values = [float(v) for v in values]  # any sequence, numpy arrays included
+        if not self.values:
             raise ValueError('no measurement: at least one repeat is needed')
-        self.values = [float(v) for v in values]
 
     @property
     def min(self) -> float:
