@@ -6,14 +6,19 @@ cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BA
            'CAM_BACK_RIGHT']
 data_prefix = dict(pts='samples/LIDAR_TOP', sp='superpixels',
                    **{cam: f'samples/{cam}' for cam in cameras})
+# JPEGs decoded at half resolution (the 224x416 crops shrink them by >= 2.1); crop boxes on
+# multiples of 2 full-resolution pixels, so that each is whole decoded pixels and is cut and
+# resized, not warped (PairedRandomResizedCrop's align)
+decode_scale = 2
 load = [
     dict(type='LoadLidarPoints', load_dim=5, use_dim=[0, 1, 2, 3]),
-    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=2),
+    dict(type='LoadMultiViewImagesAndSuperpixels', decode_scale=decode_scale),
     dict(type='PointPixelPairing', min_depth=1.0),
 ]
 train_pipeline = load + [
     dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(0.3, 1.0),
-         ratio=(14 / 9, 17 / 9), max_tries=10, min_pairs_per_image=512, min_pairs=1024),
+         ratio=(14 / 9, 17 / 9), max_tries=10, min_pairs_per_image=512, min_pairs=1024,
+         align=decode_scale),
     dict(type='PairedRandomFlip', prob=0.5),
     dict(type='PairedCloudAugmentation', rotation=True, flip_x_prob=0.5, flip_y_prob=0.5),
     dict(type='PackImageLidarInputs'),
@@ -39,7 +44,7 @@ train_dataloader = dict(
 val_pipeline = load + [
     # the whole image (scale 1, the nuScenes aspect ratio), resized: deterministic
     dict(type='PairedRandomResizedCrop', size=(224, 416), scale=(1.0, 1.0),
-         ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1),
+         ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1, align=decode_scale),
     dict(type='PackImageLidarInputs'),
 ]
 val_dataloader = dict(

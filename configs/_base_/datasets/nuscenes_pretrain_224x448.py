@@ -3,7 +3,8 @@
 # flip, and the cloud's rotation and flips.
 _base_ = ['./nuscenes_pretrain.py']
 resize = dict(type='PairedRandomResizedCrop', size=(224, 448), scale=(1.0, 1.0),
-              ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1)
+              ratio=(16 / 9, 16 / 9), min_pairs_per_image=1, min_pairs=1,
+              align=_base_.decode_scale)
 train_pipeline = _base_.load + [
     resize,
     dict(type='PairedRandomFlip', prob=0.5),

@@ -4,7 +4,8 @@
 # (redrawn until it keeps more than 1,024 pairs or 75% of them) and the horizontal flip; images
 # decoded at full resolution (no reduced JPEG decoding), the last incomplete batch dropped.
 _base_ = ['./nuscenes_pretrain.py']
-load = [_base_.load[0], dict(_base_.load[1], decode_scale=1), _base_.load[2]]
+decode_scale = 1
+load = [_base_.load[0], dict(_base_.load[1], decode_scale=decode_scale), _base_.load[2]]
 train_pipeline = load + [
     dict(type='PairedCloudAugmentation', rotation=True, flip_x_prob=0.5, flip_y_prob=0.5,
          cuboid_drop=dict(num=1, extent_fraction=0.2, max_tries=1, min_pairs_per_image=1024,
