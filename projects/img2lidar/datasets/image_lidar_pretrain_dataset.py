@@ -8,12 +8,11 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import MMLogger
 
 from .bad_sample import BadSampleError
-from .info_file_checks import require_info_file, require_samples
-from .info_file_io import checked_info_file
+from .info_file_checks import CheckedInfoFile
 
 
 @DATASETS.register_module()
-class ImageLidarPretrainDataset(BaseDataset):
+class ImageLidarPretrainDataset(CheckedInfoFile, BaseDataset):
     """Samples of one lidar sweep and the images of the cameras around it.
 
     Reads mmdet3d v1.1 info files (``data_list`` entries with ``lidar_points.lidar_path`` and
@@ -95,15 +94,6 @@ class ImageLidarPretrainDataset(BaseDataset):
     def image_prefix(self, cam: str) -> str:
         """The folder (data root joined) that ``cam``'s image paths are relative to."""
         return self._prefix(cam, 'img')
-
-    def load_data_list(self) -> List[dict]:
-        """The info file's samples; a missing info file or an empty split is an error naming
-        the file (and the command that makes it)."""
-        require_info_file(self)
-        with checked_info_file(self.ann_file):  # damage: an error naming the file
-            data_list = super().load_data_list()
-        require_samples(self, data_list)
-        return data_list
 
     def parse_data_info(self, info: dict) -> dict:
         """Resolve paths and calibration of one info entry."""

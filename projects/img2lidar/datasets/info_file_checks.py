@@ -7,7 +7,24 @@ from typing import List, Optional
 
 from mmengine.fileio import LocalBackend, get_file_backend
 
+from .info_file_io import checked_info_file
 from .preparation_commands import info_command
+
+
+class CheckedInfoFile:
+    """Mixin of an mmengine dataset whose ``load_data_list`` checks its info file: missing
+    (:func:`require_info_file`), damaged (:func:`~.info_file_io.checked_info_file`) or listing
+    no sample (:func:`require_samples`) is an error naming the file (and the command that makes
+    it). Put it before the mmengine base class: ``class D(CheckedInfoFile, BaseDataset)``.
+    """
+
+    def load_data_list(self) -> List[dict]:
+        """The info file's samples, checked (see the class doc)."""
+        require_info_file(self)
+        with checked_info_file(self.ann_file):  # damage: an error naming the file
+            data_list = super().load_data_list()
+        require_samples(self, data_list)
+        return data_list
 
 
 def require_info_file(dataset) -> None:

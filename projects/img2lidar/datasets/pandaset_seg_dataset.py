@@ -6,12 +6,11 @@ import numpy as np
 from mmdet3d.datasets import Seg3DDataset
 from mmdet3d.registry import DATASETS
 
-from .info_file_checks import require_info_file, require_samples
-from .info_file_io import checked_info_file
+from .info_file_checks import CheckedInfoFile
 
 
 @DATASETS.register_module()
-class PandaSetSegDataset(Seg3DDataset):
+class PandaSetSegDataset(CheckedInfoFile, Seg3DDataset):
     """PandaSet semseg: 42 raw classes reduced to 17 evaluation classes, 10 raw classes (and
     the unlabelled id 0) ignored (label 17).
 
@@ -119,15 +118,6 @@ class PandaSetSegDataset(Seg3DDataset):
                          metainfo=dict(copy.deepcopy(self.METAINFO), **(metainfo or {})),
                          data_prefix=data_prefix, pipeline=pipeline, modality=modality,
                          ignore_index=ignore_index, **kwargs)
-
-    def load_data_list(self) -> List[dict]:
-        """The info file's samples; a missing info file or an empty split is an error naming
-        the file (and the command that makes it)."""
-        require_info_file(self)
-        with checked_info_file(self.ann_file):  # damage: an error naming the file
-            data_list = super().load_data_list()
-        require_samples(self, data_list)
-        return data_list
 
     def get_seg_label_mapping(self, metainfo: dict) -> np.ndarray:
         """Raw id (0-``max_label``) -> training label; the ignored ids (and any id the table
