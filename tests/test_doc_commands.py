@@ -43,7 +43,7 @@ FLOWS: Dict[str, List[str]] = {
     'pandaset': ['pandaset-prepare'],
     'slurm': ['slurm'],
     'regions': ['regions'],
-    'real-data': ['real-data-check'],
+    'real-data': ['real-data-check', 'real-data-ablation'],
 }
 #: blocks run by a test in another file (which must call run_block with the name)
 RUN_ELSEWHERE = {
@@ -364,3 +364,15 @@ def test_real_data_flow(workspace):
     table = (results / 'results.md').read_text()
     assert table.startswith('**Smoke run') and '\nHeld out: ' in table
     assert 'SLidR' in table and 'Paired differences from SLidR' in table
+    # the other rows of ST-SLidR's ablation, and the region sources, each reported apart
+    run_block(workspace, 'real-data-ablation')
+    ablation = json.loads((results / 'results_stslidr_ablation.json').read_text())
+    assert {'SLidR', 'ST', 'CB', 'ST-SLidR (ST + CB)', 'ST + CB (nearest)', 'CB (adaptive)',
+            'ST + CB (adaptive)'} <= set(ablation['scores'])
+    regions = json.loads((results / 'results_regions.json').read_text())
+    assert {'SLidR', 'SLidR, teacher k-means per image', 'SLidR, teacher codebook'} <= set(
+        regions['scores'])
+    assert regions['pretraining']['regions']['teacher_codebook']['folder'] == \
+        'superpixels_teacher_codebook_train'
+    assert json.loads((results / 'results.json').read_text())['scores'].keys() == \
+        data['scores'].keys()  # the default report is not overwritten
