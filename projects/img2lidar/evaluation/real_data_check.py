@@ -17,6 +17,12 @@ frames 00 and 03), with the ImageNet MobileNetV2 teacher whose weights ship in a
    (mean and spread), with each row's difference from SLidR paired by seed
    (:mod:`.real_data_report`).
 
+Other methods (:data:`METHODS`: the rows of ST-SLidR's ablation) and other region sources
+(:data:`REGION_SOURCES`: per-image teacher k-means, a teacher codebook fitted on the
+pretraining frames only) are chosen by :func:`run`'s ``methods`` and ``regions``; a method on
+another source pretrains with a generated config that points the dataset at the source's maps
+and checks their sidecar.
+
 Two bounds use the same probe: a randomly initialised student of the same architecture (what
 pretraining must beat) and the teacher's own features read at each point's pixel (what the
 teacher knows about those points; only points inside the camera have one). Every row of a
