@@ -282,8 +282,8 @@ def method_config(method: str, work_dir: str, repo_root: str, variant: Variant,
                                    'config with its losses replaced)')
     if regions != 'slic':
         source = REGION_SOURCES[regions]
-        expected = {k: v for k, v in source.generator.items() if k != 'downscale'}
-        dataset = dict(data_prefix=dict(sp=source.folder_of(variant)), superpixel_source=expected)
+        dataset = dict(data_prefix=dict(sp=source.folder_of(variant)),
+                       superpixel_source=dict(source.generator))
         text += f'train_dataloader = dict(dataset={dataset!r})\n'
     path = osp.join(work_dir, 'configs', f'{method}.py' if regions == 'slic' else
                     f'{method}-{regions}-{variant.split}.py')
