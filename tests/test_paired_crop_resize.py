@@ -1,5 +1,6 @@
-"""The crop-resize of PairedRandomResizedCrop: aligned boxes, and the image it makes against a
-bilinear reference written here in float64 (not OpenCV)."""
+"""The crop-resize of PairedRandomResizedCrop: aligned boxes, the image it makes against a
+bilinear reference written here in float64 (not OpenCV), and the paired transforms' results
+whatever the order of the pairs."""
 import math
 
 import cv2
@@ -8,8 +9,10 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
+from projects.img2lidar.datasets.transforms.pack_image_lidar_inputs import \
+    PackImageLidarInputs
 from projects.img2lidar.datasets.transforms.paired_random_resized_crop import (
-    crop_resize_image, sample_crop)
+    PairedRandomFlip, PairedRandomResizedCrop, camera_rows, crop_resize_image, sample_crop)
 
 
 def bilinear_reference(img: np.ndarray, box, size, s: int, clamp_to_box: bool) -> np.ndarray:
@@ -118,3 +121,72 @@ def test_the_nuscenes_crops_are_whole_decoded_pixels():
             load = next(t for t in pipeline if t['type'] == 'LoadMultiViewImagesAndSuperpixels')
             crop = next(t for t in pipeline if t['type'] == 'PairedRandomResizedCrop')
             assert crop.get('align', 1) % load.get('decode_scale', 1) == 0, name
+
+
+def _paired_sample(seed: int, num_cams: int = 4, num_pairs: int = 3000) -> dict:
+    """Images, maps and pairs ordered by camera (as PointPixelPairing makes them)."""
+    rng = np.random.default_rng(seed)
+    cams = np.sort(rng.integers(0, num_cams, num_pairs))
+    pixel = np.stack([rng.integers(0, 160, num_pairs), rng.integers(0, 90, num_pairs)], 1)
+    return dict(img=[_image(90, 160, seed + c) for c in range(num_cams)],
+                img_shape=[(90, 160)] * num_cams,
+                superpixels=[rng.integers(0, 50, (90, 160)).astype(np.uint8)
+                             for _ in range(num_cams)],
+                superpixel_scales=[1] * num_cams,
+                pairs=dict(point=rng.permutation(num_pairs), cam=cams, pixel=pixel))
+
+
+def _run(transform, results: dict, seed: int) -> dict:
+    np.random.seed(seed)
+    return transform({k: (list(v) if isinstance(v, list) else
+                          {n: a.copy() for n, a in v.items()}) for k, v in results.items()})
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_crop_and_flip_do_not_depend_on_the_order_of_the_pairs(seed):
+    """Camera-ordered pairs take slices, any other order index arrays: the same boxes, images,
+    maps and pairs (each pair moved as the reference rule moves it), in the input's order."""
+    ordered = _paired_sample(seed)
+    perm = np.random.default_rng(seed).permutation(len(ordered['pairs']['cam']))
+    shuffled = dict(ordered, pairs={k: v[perm] for k, v in ordered['pairs'].items()})
+    crop = PairedRandomResizedCrop(size=(40, 72), min_pairs_per_image=100, align=2)
+    flip = PairedRandomFlip(prob=0.5)
+    a = _run(flip, _run(crop, ordered, seed), seed)
+    b = _run(flip, _run(crop, shuffled, seed), seed)
+    assert a['img_aug'] == b['img_aug']
+    for x, y in zip(a['img'] + a['superpixels'], b['img'] + b['superpixels']):
+        np.testing.assert_array_equal(x, y)
+    # the same pairs: b keeps the shuffled order, so match them by their point id
+    key_a = np.argsort(a['pairs']['point'])
+    key_b = np.argsort(b['pairs']['point'])
+    for k in ('point', 'cam', 'pixel'):
+        np.testing.assert_array_equal(a['pairs'][k][key_a], b['pairs'][k][key_b])
+    # b's pairs are in the shuffled input's relative order
+    order_in = {int(p): i for i, p in enumerate(shuffled['pairs']['point'])}
+    assert (np.diff([order_in[int(p)] for p in b['pairs']['point']]) > 0).all()
+    # each pair's pixel from its original pixel, by the rule written out here
+    orig = {int(p): px for p, px in zip(ordered['pairs']['point'], ordered['pairs']['pixel'])}
+    for p, c, px in zip(a['pairs']['point'], a['pairs']['cam'], a['pairs']['pixel']):
+        x0, y0, w, h = a['img_aug'][c]['crop']
+        ox, oy = orig[int(p)]
+        x = min(math.floor((ox + 0.5 - x0) * 72 / w), 71)
+        y = min(math.floor((oy + 0.5 - y0) * 40 / h), 39)
+        assert (px[0], px[1]) == ((71 - x) if a['img_aug'][c]['flip'] else x, y)
+
+
+def test_camera_rows_are_slices_only_for_camera_ordered_pairs():
+    rows = camera_rows(np.array([0, 0, 2, 2, 2]), 3)
+    assert rows == [slice(0, 2), slice(2, 2), slice(2, 5)]
+    rows = camera_rows(np.array([2, 0, 2, 0, 5]), 3)  # camera 5 >= 3: in none
+    assert [r.tolist() for r in rows] == [[1, 3], [], [0, 2]]
+
+
+def test_stack_images_is_numpys_channel_first_stack():
+    imgs = [_image(30, 50, s) for s in range(3)]
+    want = np.stack([im.transpose(2, 0, 1) for im in imgs])
+    got = PackImageLidarInputs.stack_images(imgs)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
+    # an image of another type than the first: OpenCV allocates its planes, which are copied
+    mixed = imgs[:2] + [imgs[2].astype(np.uint16)]
+    np.testing.assert_array_equal(PackImageLidarInputs.stack_images(mixed), want)

@@ -106,7 +106,7 @@ def test_cpu_machine_plan_is_the_former_set_up():
     assert sorted(stack) == sorted([
         'mmengine==0.10.7', 'mmdet==3.3.0', 'nuscenes-devkit==1.2.0', 'numpy<2', 'numba',
         'plyfile', 'scikit-image', 'trimesh', 'networkx', 'pandas', 'lyft-dataset-sdk', 'tqdm',
-        'scipy', 'transformers==5.23.0'])
+        'scipy', 'transformers==5.23.0', 'zlib-ng'])
     assert (plan.spconv, plan.mmdet3d) == ('spconv==2.3.8', 'mmdet3d==1.4.0')
 
 

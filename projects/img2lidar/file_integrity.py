@@ -21,12 +21,17 @@ Formats without any redundancy (raw ``.bin`` points and labels, ``.npy``) cannot
 here; their readers check what their size can tell.
 """
 import hashlib
+import io
 import os
 import os.path as osp
 import struct
 import zipfile
-import zlib
 from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
+
+# zlib-ng's drop-in zlib: the same streams and CRC-32, inflated about 1.8x and checksummed about
+# 13x faster than the standard library's zlib 1.2 (a nuScenes sample's six maps: 1.6 -> 0.65 ms;
+# `python tools/benchmark.py pipeline`)
+from zlib_ng import zlib_ng as zlib
 
 #: the local file header: signature, versions, flags, method, time, date, CRC-32, sizes,
 #: name and extra lengths
@@ -332,7 +337,10 @@ def read_zip_members(path: str, names: Sequence[str],
         DamagedFileError: As :func:`read_zip_member`, for any member read.
     """
     out: Dict[str, bytes] = {}
-    with open(path, 'rb') as f:
+    with open(path, 'rb') as file:
+        # a small file (a superpixel map) is read whole and parsed from memory: its many small
+        # seeks and reads then cost no system calls
+        f = io.BytesIO(file.read()) if os.fstat(file.fileno()).st_size <= _CHUNK else file
         zf = _open_zip(f, path)
         present = set(zf.namelist())
         for name in list(names) + [n for n in optional if n in present]:

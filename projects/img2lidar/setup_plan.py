@@ -104,7 +104,7 @@ OFFLINE_MMCV_BUILD_NEEDS = ('addict', 'packaging', 'pyyaml', 'yapf')
 OFFLINE_NEEDS = OFFLINE_MMCV_BUILD_NEEDS + (
     'rich', 'termcolor', 'matplotlib', 'pycocotools', 'shapely', 'six', 'terminaltables', 'scipy',
     'tqdm', 'pyquaternion', 'cachetools', 'trimesh', 'plyfile', 'numba', 'scikit-image', 'pandas',
-    'networkx', 'transformers',
+    'networkx', 'transformers', 'zlib-ng',
     # `import nuscenes` imports sklearn.metrics; mmdet3d's nuScenes metric imports nuscenes when
     # mmdet3d registers its modules
     'scikit-learn')

@@ -42,14 +42,27 @@ class PackImageLidarInputs(BaseTransform):
 
     @staticmethod
     def stack_images(imgs) -> np.ndarray:
-        """(V, 3, H, W) from V (H, W, 3) images of one type: one channel split per image into
-        its place (about 15x faster than numpy's stack and transposed copy)."""
+        """(V, 3, H, W) from V (H, W, 3) images of one type: OpenCV splits each image's
+        channels straight into their places (about 40x faster than numpy's stack and transposed
+        copy); a plane OpenCV had to allocate itself is copied in."""
         h, w = imgs[0].shape[:2]
         out = np.empty((len(imgs), 3, h, w), dtype=imgs[0].dtype)
         for v, im in enumerate(imgs):
-            for c, plane in enumerate(cv2.split(np.ascontiguousarray(im))):
-                out[v, c] = plane
+            planes = cv2.split(np.ascontiguousarray(im), [out[v, c] for c in range(3)])
+            for c, plane in enumerate(planes):
+                if plane.ctypes.data != out[v, c].ctypes.data:
+                    out[v, c] = plane
         return out
+
+    @staticmethod
+    def set_metainfo(sample: Det3DDataSample, results: dict) -> None:
+        """Put the ``META_KEYS`` of ``results`` into the sample's metainfo as they are:
+        ``results`` is this sample's own (the dataset hands out a fresh copy of its info), so
+        the deep copy that ``set_metainfo`` makes would only cost time (about 0.5 ms per
+        nuScenes sample, mostly ``point_ids``)."""
+        for k in META_KEYS:
+            if k in results:
+                sample.set_field(results[k], k, field_type='metainfo')
 
     @staticmethod
     def check_map_sizes(results: dict) -> None:
@@ -82,8 +95,11 @@ class PackImageLidarInputs(BaseTransform):
                            np.ascontiguousarray(pairs['pixel'], dtype=np.int32))))
         if 'superpixels' in results:
             dtype = map_dtype(max(results['superpixel_sizes'], default=0))
-            inputs['superpixels'] = torch.from_numpy(
-                np.stack([sp.astype(dtype, copy=False) for sp in results['superpixels']]))
+            maps = results['superpixels']
+            stacked = np.empty((len(maps), ) + maps[0].shape, dtype=dtype)
+            for v, sp in enumerate(maps):
+                stacked[v] = sp  # cast in place: one copy
+            inputs['superpixels'] = torch.from_numpy(stacked)
         sample = Det3DDataSample()
-        sample.set_metainfo({k: results[k] for k in META_KEYS if k in results})
+        self.set_metainfo(sample, results)
         return dict(inputs=inputs, data_samples=sample)

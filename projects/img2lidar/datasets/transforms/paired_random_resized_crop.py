@@ -1,6 +1,6 @@
 """Random resized crop of each camera image that moves pairs and superpixels with it."""
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -87,6 +87,18 @@ def crop_resize_image(img: np.ndarray, box: Tuple[int, int, int, int], size: Tup
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def camera_rows(cams: np.ndarray, num: int) -> List[Union[slice, np.ndarray]]:
+    """The rows of each of ``num`` cameras' pairs: slices where ``cams`` is ordered by camera
+    (as :class:`PointPixelPairing` makes them and the paired transforms keep them), else index
+    arrays in increasing order; pairs of cameras ``>= num`` are in none."""
+    counts = np.bincount(cams, minlength=num)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    if len(cams) < 2 or bool((cams[1:] >= cams[:-1]).all()):
+        return [slice(bounds[c], bounds[c + 1]) for c in range(num)]
+    order = np.argsort(cams, kind='stable')
+    return [order[bounds[c]:bounds[c + 1]] for c in range(num)]
+
+
 @TRANSFORMS.register_module()
 class PairedRandomResizedCrop(BaseTransform):
     """Crop each image at random and resize it to ``size``, moving pairs and maps exactly.
@@ -168,36 +180,42 @@ class PairedRandomResizedCrop(BaseTransform):
         return sp.take(crop_resize_index(y0, h, out_h) // scale, axis=0) \
             .take(crop_resize_index(x0, w, out_w) // scale, axis=1)
 
-    def transform(self, results: dict) -> dict:
+    def _box_pixels(self, px: np.ndarray, py: np.ndarray, box) -> np.ndarray:
+        """Pixels (x, y) inside ``box`` (x0, y0, w, h) moved to the output, (K, 2) int64:
+        ``min(floor((x + 0.5 - x0) * W / w), W - 1)``, and the same for y."""
+        x0, y0, w, h = box
         out_h, out_w = self.size
+        out = np.empty((len(px), 2), dtype=np.int64)
+        out[:, 0] = np.minimum(np.floor((px + 0.5 - x0) * out_w / w), out_w - 1)
+        out[:, 1] = np.minimum(np.floor((py + 0.5 - y0) * out_h / h), out_h - 1)
+        return out
+
+    def transform(self, results: dict) -> dict:
         pairs = results['pairs']
         cams, pixels = pairs['cam'], pairs['pixel']
         num = len(results['img'])
-        keep = np.zeros(len(cams), dtype=bool)
-        boxes = np.zeros((num, 4), dtype=np.int64)
         augs = results.setdefault('img_aug', [dict(crop=None, flip=False) for _ in range(num)])
         map_scales = results.get('superpixel_scales') or [1] * num
-        for c in range(num):
-            rows = np.flatnonzero(cams == c)
-            box, inside = self._choose_box(results['img_shape'][c], pixels[rows, 0],
-                                           pixels[rows, 1])
-            keep[rows[inside]] = True
-            boxes[c] = box
+        kept, moved = [], []
+        for c, rows in enumerate(camera_rows(cams, num)):
+            xs, ys = pixels[rows, 0], pixels[rows, 1]
+            box, inside = self._choose_box(results['img_shape'][c], xs, ys)
+            inside = np.flatnonzero(inside)
+            kept.append(inside + rows.start if isinstance(rows, slice) else rows[inside])
+            moved.append(self._box_pixels(xs[inside], ys[inside], box))
             results['img'][c] = crop_resize_image(results['img'][c], box, self.size,
                                                   results.get('img_decode_scale', 1))
             if 'superpixels' in results:
                 results['superpixels'][c] = self._crop_map(results['superpixels'][c], box,
                                                            map_scales[c])
             augs[c]['crop'] = [int(v) for v in box]
-        kept = np.flatnonzero(keep)
-        pairs = {k: v[kept] for k, v in pairs.items()}
-        # each kept pair's pixel in its image's box, all cameras at once
-        x0, y0, w, h = boxes[pairs['cam']].T
-        px = pairs['pixel']
-        pairs['pixel'] = np.stack([np.minimum(np.floor((px[:, 0] + 0.5 - x0) * out_w / w),
-                                              out_w - 1),
-                                   np.minimum(np.floor((px[:, 1] + 0.5 - y0) * out_h / h),
-                                              out_h - 1)], axis=1).astype(px.dtype)
+        kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+        moved = np.concatenate(moved) if moved else np.zeros((0, 2), dtype=np.int64)
+        if len(kept) > 1 and not bool((kept[1:] > kept[:-1]).all()):  # pairs not by camera
+            order = np.argsort(kept)
+            kept, moved = kept[order], moved[order]
+        pairs = {k: v[kept] if k != 'pixel' else moved.astype(pixels.dtype, copy=False)
+                 for k, v in pairs.items()}
         results['pairs'] = pairs
         results['img_shape'] = [self.size for _ in results['img']]
         if 'superpixels' in results:
@@ -233,14 +251,14 @@ class PairedRandomFlip(BaseTransform):
     def transform(self, results: dict) -> dict:
         pairs = results['pairs']
         augs = results.setdefault('img_aug', [dict(crop=None, flip=False) for _ in results['img']])
-        for c, img in enumerate(results['img']):
+        rows_of = camera_rows(pairs['cam'], len(results['img']))
+        for c, (img, rows) in enumerate(zip(results['img'], rows_of)):
             if np.random.rand() >= self.prob:
                 continue
             w = results['img_shape'][c][1]
             results['img'][c] = cv2.flip(img, 1)
             if 'superpixels' in results:
                 results['superpixels'][c] = flip_columns(results['superpixels'][c])
-            rows = pairs['cam'] == c
             pairs['pixel'][rows, 0] = w - 1 - pairs['pixel'][rows, 0]
             augs[c]['flip'] = True
         return results

@@ -37,27 +37,32 @@ def project_to_cameras(xyz: np.ndarray, cam2imgs, lidar2cams, img_hws,
     if len(proj) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 2), dtype=np.int64)
-    # every camera in one (3C, 3) x (3, N) product; rows 3c..3c+2 are camera c's (u z, v z, z);
-    # the translation added in place (a second (3C, N) array costs more than the product)
-    cam = proj[:, :, :3].reshape(-1, 3) @ xyz.T.astype(np.float64)
-    cam += proj[:, :, 3].reshape(-1, 1)
-    cams, points, pixels = [], [], []
+    # the points as a C-ordered (3, N) float64 copy (4x faster than astype's strided copy);
+    # then camera by camera, so that its (3, N) rows (u z, v z, z) stay in cache
+    points = np.array(xyz.T, dtype=np.float64, order='C')
+    cams, kept, pixels = [], [], []
     for c, (h, w) in enumerate(img_hws):
-        depth = cam[3 * c + 2]
-        front = np.flatnonzero(depth > min_depth)
-        d = depth[front]
-        u = cam[3 * c, front]
-        u /= d
-        v = cam[3 * c + 1, front]
-        v /= d
-        keep = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
-        points.append(front[keep].astype(np.int64, copy=False))
-        cams.append(np.full(len(keep), c, dtype=np.int64))
-        pixel = np.empty((len(keep), 2), dtype=np.int64)
-        pixel[:, 0] = np.floor(u[keep])
-        pixel[:, 1] = np.floor(v[keep])
+        cam = proj[c, :, :3] @ points
+        cam += proj[c, :, 3:]
+        depth = cam[2]
+        # u and v of points behind the camera (inf or NaN) are never kept: the depth test
+        # comes first
+        with np.errstate(divide='ignore', invalid='ignore'):
+            u = cam[0] / depth
+            v = cam[1] / depth
+        inside = depth > min_depth
+        inside &= u >= 0
+        inside &= u < w
+        inside &= v >= 0
+        inside &= v < h
+        index = np.flatnonzero(inside)
+        kept.append(index)
+        cams.append(np.full(len(index), c, dtype=np.int64))
+        pixel = np.empty((len(index), 2), dtype=np.int64)
+        pixel[:, 0] = np.floor(u[index])
+        pixel[:, 1] = np.floor(v[index])
         pixels.append(pixel)
-    return np.concatenate(cams), np.concatenate(points), np.concatenate(pixels)
+    return np.concatenate(cams), np.concatenate(kept), np.concatenate(pixels)
 
 
 def project_points(xyz: np.ndarray, cam2img, lidar2cam, img_hw, min_depth: float = 1.0):
