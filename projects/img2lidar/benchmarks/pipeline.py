@@ -16,6 +16,7 @@ decoding and the map reading, each exclusive of the parts nested in it (``datase
 dataset's own work around the pipeline).
 """
 import os.path as osp
+import statistics
 import tempfile
 
 import numpy as np
@@ -113,16 +114,20 @@ def _run(args, report: Report) -> int:
             times = measure(dataset, args.repeats, args.warmup)
             parts[scale] = profile(dataset, args.repeats)
             dec, full = times['decode'], times['pipeline']
+            paired = statistics.median(f / d for f, d in zip(full.values, dec.values))
             rows.append((scale, dec.ms(), full.ms(), f'{full.median / dec.median:.2f}',
-                         f'{full.min / dec.min:.2f}'))
+                         f'{full.min / dec.min:.2f}', f'{paired:.2f}'))
     maps = ('the maps of --sp-root' if args.sp_root else
             f'maps made with --downscale {args.downscale:g} --map-scale {args.map_scale}')
     report.note(f'`{args.config}` train pipeline on the nuScenes sample (six 1600x900 JPEGs), '
                 f'{maps}; one process, one thread (OpenCV and torch); {args.repeats} repeats '
                 f'after {args.warmup} warm-up, decode and pipeline interleaved; ms per sample, '
                 'min / median.')
+    report.note('Ratio (rounds): the median over the rounds of each round\'s pipeline time '
+                'over its decode time (a round times one of each, in turn), which a slow '
+                'spell of the machine moves least.')
     report.table(['decode_scale', 'decode six images (ms)', 'pipeline (ms)',
-                  'ratio (medians)', 'ratio (minima)'], rows)
+                  'ratio (medians)', 'ratio (minima)', 'ratio (rounds)'], rows)
     names = []
     for p in parts.values():
         names += [n for n in p if n not in names]
