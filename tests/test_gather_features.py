@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from projects.img2lidar.engine.launch import close_process_group
 from projects.img2lidar.models.distillation_features import (DistillationFeatures, PairFeatures,
                                                              PooledFeatures)
 
@@ -100,7 +101,7 @@ def _worker(rank: int, out_dir: str) -> None:
         grad_k=local.superpixel.k.grad, grad_pair_k=local.pair.k.grad, flag=g.gathered,
         gather_reads=gather_reads, gather_calls=gather_calls, backward_calls=traffic.calls),
         os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    close_process_group()
 
 
 def test_gather_every_field_of_both_levels(tmp_path):
@@ -197,7 +198,7 @@ def _anchors_worker(rank: int, out_dir: str) -> None:
                 if form:
                     out['drawn_calls', anchors] = traffic.calls
     torch.save(out, os.path.join(out_dir, f'{rank}.pth'))
-    dist.destroy_process_group()
+    close_process_group()
 
 
 def test_the_local_anchor_form_has_the_global_forms_value_and_gradient(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from mmdet3d.registry import MODELS, OPTIM_WRAPPERS
 from mmengine.config import Config
 
-from projects.img2lidar.engine.launch import amp_settings, enable_amp
+from projects.img2lidar.engine.launch import amp_settings, close_process_group, enable_amp
 from projects.img2lidar.models import BatchPairs
 from projects.img2lidar.models.superpixel_pooling import superpixel_pooling
 
@@ -198,7 +198,8 @@ def _ddp_amp_rank(rank: int, init_file: str, on_non_finite: str, out: dict) -> N
     except Exception as e:  # noqa: BLE001 - what a rank left behind would see
         events.append(f'{type(e).__name__} at step {step}')
     out[rank] = (events, wrapper.num_skipped, weights)
-    dist.destroy_process_group()
+    del model  # its reducer holds the group: released while every rank is still there
+    close_process_group()
 
 
 @pytest.mark.parametrize('on_non_finite', ['error', 'skip'])
