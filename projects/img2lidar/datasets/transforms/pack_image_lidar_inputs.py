@@ -43,8 +43,8 @@ class PackImageLidarInputs(BaseTransform):
     @staticmethod
     def stack_images(imgs) -> np.ndarray:
         """(V, 3, H, W) from V (H, W, 3) images of one type: OpenCV splits each image's
-        channels straight into their places (about 40x faster than numpy's stack and transposed
-        copy); a plane OpenCV had to allocate itself is copied in."""
+        channels straight into their places (one copy, much faster than numpy's stack and
+        transposed copy); a plane OpenCV had to allocate itself is copied in."""
         h, w = imgs[0].shape[:2]
         out = np.empty((len(imgs), 3, h, w), dtype=imgs[0].dtype)
         for v, im in enumerate(imgs):
@@ -58,8 +58,8 @@ class PackImageLidarInputs(BaseTransform):
     def set_metainfo(sample: Det3DDataSample, results: dict) -> None:
         """Put the ``META_KEYS`` of ``results`` into the sample's metainfo as they are:
         ``results`` is this sample's own (the dataset hands out a fresh copy of its info), so
-        the deep copy that ``set_metainfo`` makes would only cost time (about 0.5 ms per
-        nuScenes sample, mostly ``point_ids``)."""
+        the deep copy that ``set_metainfo`` makes would only cost time (mostly
+        ``point_ids``)."""
         for k in META_KEYS:
             if k in results:
                 sample.set_field(results[k], k, field_type='metainfo')
